@@ -1,0 +1,1 @@
+"""ml_collections configs: pass a file to a binary with `--config=configs/<name>.py[:arg]`."""
