@@ -16,7 +16,27 @@ The public surface is listed below, one block per concept.
 from eb_tf import compat
 from eb_tf.compat import keras
 
-# --- sparsity: BN discovery and the network-slimming penalty ----------------------
+from eb_tf import io_utils
+
+# Each block below is owned by one concept; keep imports inside the markers.
+# >>> sparsity_masks_earlybird (issue 2)
 from eb_tf.sparsity import BNRef, bn_layers, gammas
+# <<< sparsity_masks_earlybird
+
+# >>> pruner (issue 3)
+# <<< pruner
+
+# >>> models_data (issue 4)
+# <<< models_data
+
+# >>> pipeline (issue 5)
+# <<< pipeline
+
+# >>> quantize (issue 6)
+# <<< quantize
+
+# >>> export (issue 7)
+# <<< export
+
 
 __version__ = "0.1.0"
