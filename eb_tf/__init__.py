@@ -21,9 +21,14 @@ from eb_tf import io_utils
 # Each block below is owned by one concept; keep imports inside the markers.
 # >>> sparsity_masks_earlybird (issue 2)
 from eb_tf.sparsity import BNRef, bn_layers, gammas
+from eb_tf.masks import distance_matrix, mask_distance, masks_from_gammas
+from eb_tf.sparsity import add_bn_l1, add_weight_decay, channel_masks
+from eb_tf.early_bird import EarlyBird
 # <<< sparsity_masks_earlybird
 
 # >>> pruner (issue 3)
+from eb_tf.flops import FlopsReport, ParamsReport, count_flops, count_params
+from eb_tf.channel_summary import summary
 # <<< pruner
 
 # >>> models_data (issue 4)
