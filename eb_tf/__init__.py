@@ -32,6 +32,7 @@ from eb_tf.channel_summary import summary
 # <<< pruner
 
 # >>> models_data (issue 4)
+from eb_tf import data, models  # tensorflow_datasets is imported only when a tfds set loads
 # <<< models_data
 
 # >>> pipeline (issue 5)
