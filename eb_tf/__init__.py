@@ -29,6 +29,9 @@ from eb_tf.early_bird import EarlyBird
 # >>> pruner (issue 3)
 from eb_tf.flops import FlopsReport, ParamsReport, count_flops, count_params
 from eb_tf.channel_summary import summary
+from eb_tf.channel_select import ChannelSelect
+from eb_tf.pruner import apply_masks, prune
+from eb_tf.rounding import round_masks
 # <<< pruner
 
 # >>> models_data (issue 4)
