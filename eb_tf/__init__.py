@@ -42,6 +42,11 @@ from eb_tf import data, models  # tensorflow_datasets is imported only when a tf
 # <<< pipeline
 
 # >>> quantize (issue 6)
+from eb_tf import grad_quant, precision, quantize_configs
+from eb_tf.quantize import (is_quantized, quantize_for_search, quantize_scope,
+                            strip_quantization)
+from eb_tf.precision import (PreparedModel, RETRAIN_PRECISIONS, SEARCH_PRECISIONS,
+                             prepare_for_precision, strip_precision)
 # <<< quantize
 
 # >>> export (issue 7)

@@ -68,8 +68,6 @@ def test_tfmot_quantized_model_has_the_same_summary():
 
 
 def test_summary_of_channel_masks_keeps_the_unpruned_fraction():
-    if not hasattr(eb_tf, "channel_masks"):
-        pytest.skip("eb_tf.channel_masks (issue 2) is not exported yet")
     model = _net()
     report = eb_tf.summary(model, eb_tf.channel_masks(model, 0.25), print_fn=None)
     assert (report.kept, report.total) == (9, 12)            # floor(0.25 * 12) = 3 pruned
