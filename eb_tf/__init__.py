@@ -39,6 +39,8 @@ from eb_tf import data, models  # tensorflow_datasets is imported only when a tf
 # <<< models_data
 
 # >>> pipeline (issue 5)
+from eb_tf import config, train_lib
+from eb_tf.ticket import Ticket, load_ticket
 # <<< pipeline
 
 # >>> quantize (issue 6)
@@ -50,7 +52,21 @@ from eb_tf.precision import (PreparedModel, RETRAIN_PRECISIONS, SEARCH_PRECISION
 # <<< quantize
 
 # >>> export (issue 7)
+from eb_tf.export import ExportInfo, convert_tflite, export_tflite, is_qat_model
+from eb_tf.litert_eval import LatencyStats, LiteRTModel, evaluate_accuracy, measure_latency
+from eb_tf.edge_compare import Comparison, compare_models
+from eb_tf.run_export import export_run
 # <<< export
+
+# >>> distribute (issue 10)
+from eb_tf import distribute
+from eb_tf.sync_bn import sync_batchnorm
+# <<< distribute
+
+# >>> tuning (issue 9)
+from eb_tf import tuning
+from eb_tf.tuning import EBTuner, TuneConfig, TuneResult, tune
+# <<< tuning
 
 
 __version__ = "0.1.0"

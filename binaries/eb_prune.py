@@ -1,0 +1,33 @@
+r"""Phase 2 of EB Train: draw the tickets of a searched run (prune to a smaller model).
+
+    python -m binaries.eb_prune --workdir=/tmp/eb_run
+    python -m binaries.eb_prune --workdir=/tmp/eb_run --config=configs/quickstart.py
+
+Without --config the run folder's own config.json is used; with it, it must match.
+Writes tickets/p<r>/ (model.keras, mask.npz, meta.json) and the `ticket` report section.
+"""
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Optional: the run's config file; default: WORKDIR/config.json.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder of a finished search.")
+flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from eb_tf import run_dir, train_lib
+    try:
+        config = _CONFIG.value
+        if config is None:
+            config = run_dir.RunDir.existing(_WORKDIR.value).cfg
+        train_lib.run(config, _WORKDIR.value, phases=("draw",))
+    except ValueError as e:
+        raise app.UsageError(str(e)) from e
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,38 @@
+r"""Choose the pruning ratio p (and EB threshold, L1, lr) under a FLOPs or latency budget.
+
+    python -m binaries.eb_tune --config=configs/tune_quickstart.py --workdir=/tmp/eb_tune
+    python -m binaries.eb_tune --config=configs/tune_quickstart.py --workdir=/tmp/eb_tune \
+        --config.max_flops=0 --config.max_latency_ms=0.05 --config.tune.oracle=bayesian
+
+The config is a run config with `ratios=('auto',)`, a budget (`max_flops` per-sample
+FLOPs, `max_latency_ms` TFLite batch-1) and an optional `tune` section (candidates,
+oracle, trials; see eb_tf/tuning_config.py). --workdir is the tuner directory: run again
+to resume (completed trials are kept). Writes WORKDIR/results.md, results.json and
+chosen_config.py, a config file for `python -m binaries.eb_train`.
+"""
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Tuning config file (configs/tune_*.py[:arg]); override fields with "
+    "--config.field=value and --config.tune.field=value.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Tuner directory (created, or resumed).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Start afresh instead of resuming.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from eb_tf import tuning  # after flag parsing: --help stays fast
+    try:
+        result = tuning.tune(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from e
+    with open(result.files["markdown"]) as f:
+        print(f.read())
+    print(f"chosen config: {result.files['config']}")
+
+
+if __name__ == "__main__":
+    app.run(main)

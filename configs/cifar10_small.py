@@ -1,0 +1,26 @@
+r"""python /work/shared/data/cifar10_npz.py /tmp/cifar10.npz   # once: decode (~5 s)
+python -m binaries.eb_train --config=configs/cifar10_small.py --workdir=/tmp/eb_c10
+
+Expected run time: about 5 minutes on 2 CPU cores for `eb` (`dense` about 6, `ns` about
+11; pass --config.method=dense|ns). The shared data is CIFAR-10 stored as JPEG
+(../shared/data/README); `cifar10_npz.py` writes it in the keras.datasets layout, read
+here as `npz:/tmp/cifar10.npz`. Reduced: width 0.25, 10,000 training images, T = 20
+epochs, batch 128; otherwise the paper's recipe.
+
+EB Train of a width-0.25 VGG-16 on the shared real CIFAR-10, at reduced scale.
+"""
+from eb_tf import config as eb_config
+
+
+def get_config(arg=None):
+    cfg = eb_config.default_config()
+    cfg.dataset = "npz:/tmp/cifar10.npz"
+    cfg.model = "vgg16"
+    cfg.width = 0.25
+    cfg.train_subset = 10000
+    cfg.validation_fraction = 0.1
+    cfg.epochs = 20
+    cfg.batch_size = 128
+    cfg.ratios = (0.5,)
+    cfg.verbose = 2
+    return eb_config.apply_arg(cfg, arg)

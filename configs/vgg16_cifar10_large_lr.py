@@ -1,0 +1,28 @@
+r"""python -m binaries.eb_train --config=configs/vgg16_cifar10_large_lr.py --workdir=/tmp/eb_vgg16_lr
+
+Expected run time (an estimate, not measured here): as configs/vgg16_cifar10.py, roughly
+2-3 GPU-hours on one modern GPU; days on 2 CPU cores.
+
+The large-learning-rate variant of VGG-16 on CIFAR-10: the paper finds EB tickets
+emerge early at large learning rates (its Appendix A.2 ablation). This config uses
+eb_tf.schedules.PRESETS["large_lr"]: lr0 = 0.5 with 5 linear warm-up epochs, /10 at 50%
+and 75% of T = 160. These values are eb_tf's choice, not copied from the paper; compare
+with configs/vgg16_cifar10.py (lr0 = 0.1) on the same seed.
+"""
+from eb_tf import config as eb_config
+from eb_tf import schedules
+
+
+def get_config(arg=None):
+    cfg = eb_config.default_config()
+    cfg.dataset = "cifar10"
+    cfg.model = "vgg16"
+    cfg.ratios = (0.3, 0.5, 0.7)
+    cfg.epochs = 160
+    cfg.batch_size = 256
+    preset = schedules.PRESETS["large_lr"]
+    cfg.lr = preset["lr"]
+    cfg.lr_milestones = preset["milestones"]
+    cfg.lr_decay = preset["decay"]
+    cfg.warmup_epochs = preset["warmup_epochs"]
+    return eb_config.apply_arg(cfg, arg)
