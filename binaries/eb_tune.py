@@ -3,6 +3,8 @@ r"""Choose the pruning ratio p (and EB threshold, L1, lr) under a FLOPs or laten
     python -m binaries.eb_tune --config=configs/tune_quickstart.py --workdir=/tmp/eb_tune
     python -m binaries.eb_tune --config=configs/tune_quickstart.py --workdir=/tmp/eb_tune \
         --config.max_flops=0 --config.max_latency_ms=0.05 --config.tune.oracle=bayesian
+    python -m binaries.eb_tune --config=configs/tune_quickstart.py --workdir=/tmp/eb_tune2 \
+        --config.max_flops=2e5 --cache_dir=/tmp/eb_tune/searches   # reuse the training
 
 The config is a run config with `ratios=('auto',)`, a budget (`max_flops` per-sample
 FLOPs, `max_latency_ms` TFLite batch-1) and an optional `tune` section (candidates,
@@ -18,6 +20,9 @@ _CONFIG = config_flags.DEFINE_config_file(
     "--config.field=value and --config.tune.field=value.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Tuner directory (created, or resumed).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Start afresh instead of resuming.")
+_CACHE_DIR = flags.DEFINE_string(
+    "cache_dir", None, "Shared searches and measured tickets (default WORKDIR/searches); "
+    "give another budget's run the first run's WORKDIR/searches to reuse its training.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -26,7 +31,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from eb_tf import tuning  # after flag parsing: --help stays fast
     try:
-        result = tuning.tune(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
+        result = tuning.tune(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value,
+                             cache_dir=_CACHE_DIR.value)
     except ValueError as e:
         raise app.UsageError(str(e)) from e
     with open(result.files["markdown"]) as f:

@@ -254,7 +254,7 @@ class TuneResult:
 
 
 def tune(config, workdir: str, tune_config: Optional[TuneConfig] = None, splits=None,
-         overwrite: bool = False) -> TuneResult:
+         overwrite: bool = False, cache_dir: Optional[str] = None) -> TuneResult:
     """Runs (or resumes) a tuning run in `workdir` and writes its results and config.
 
     Args:
@@ -264,6 +264,8 @@ def tune(config, workdir: str, tune_config: Optional[TuneConfig] = None, splits=
       tune_config: overrides the `tune` section.
       splits: optional `eb_tf.data` Splits (default: loaded from the config).
       overwrite: start afresh.
+      cache_dir: shared searches and measured candidates (default `workdir/searches`):
+        point a run with another budget at a former run's `searches` to reuse them.
 
     Returns:
       A `TuneResult`; `workdir/results.md`, `results.json`, `chosen_config.py` written.
@@ -272,7 +274,8 @@ def tune(config, workdir: str, tune_config: Optional[TuneConfig] = None, splits=
       ValueError: a bad config field, a directory holding another tuning run, or no
         candidate within the budget.
     """
-    tuner = EBTuner(config, tune_config, workdir, splits=splits, overwrite=overwrite)
+    tuner = EBTuner(config, tune_config, workdir, splits=splits, overwrite=overwrite,
+                    cache_dir=cache_dir)
     cfg = tuner.run_config
     tuner.search(verbose=1 if cfg.verbose else 0)
     summary = tuner.summary()

@@ -207,6 +207,14 @@ def test_eb_tune_binary_prints_the_table_and_rejects_a_bad_tune_field(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| trial | status | p | threshold |" in proc.stdout
     assert f"chosen config: {workdir}/chosen_config.py" in proc.stdout
+    searches = os.path.join(workdir, "searches")
+    before = sorted(os.listdir(searches))
+    other = run_binary("eb_tune", "--config=configs/tune_quickstart.py:smoke",
+                       f"--workdir={tmp_path / 'other'}", "--config.max_flops=1e9",
+                       f"--cache_dir={searches}")
+    assert other.returncode == 0, other.stderr[-3000:]
+    assert sorted(os.listdir(searches)) == before          # reused, nothing retrained
+    assert not os.path.exists(tmp_path / "other" / "searches")
     bad = run_binary("eb_tune", "--config=configs/tune_quickstart.py:smoke",
                      f"--workdir={tmp_path / 'bad'}", "--config.tune.oracle=hyperband")
     assert bad.returncode == 1
