@@ -68,5 +68,9 @@ from eb_tf import tuning
 from eb_tf.tuning import EBTuner, TuneConfig, TuneResult, tune
 # <<< tuning
 
+# >>> bench (issue 8)
+from eb_tf import bench  # its own matplotlib/tfmot imports wait until a benchmark runs
+# <<< bench
+
 
 __version__ = "0.1.0"
