@@ -2,23 +2,16 @@ r"""python -m binaries.eb_train --config=configs/resnet50_imagenet.py --workdir=
 
 Expected run time (an estimate, not measured here): 2-3 days on 8 modern GPUs for
 the 90-epoch budget (eb less); not feasible on a CPU.
-Paper setting (You et al., ICLR 2020): SGD momentum 0.9, coupled weight decay 1e-4,
-L1 1e-4 on BN gammas, threshold 0.1 over 5 epochs, p in {0.3, 0.5, 0.7}. Choose a
-baseline with --config.method=dense|ns|lt, a retrain mode with --config.retrain=reinit.
 
-ResNet-50 on ImageNet (tfds imagenet2012; the
-manual-download tar files go in <data_dir>/downloads/manual, set --config.data_dir).
+ResNet-50 on ImageNet: `configs/resnet18_imagenet.py` (the paper's setting, tfds
+imagenet2012 with the manual-download tar files in <data_dir>/downloads/manual) with
+the deeper model.
 """
+from configs import resnet18_imagenet
 from eb_tf import config as eb_config
 
 
 def get_config(arg=None):
-    cfg = eb_config.default_config()
-    cfg.dataset = "imagenet2012"
+    cfg = resnet18_imagenet.get_config()
     cfg.model = "resnet50"
-    cfg.ratios = (0.3, 0.5, 0.7)
-    cfg.epochs = 90
-    cfg.batch_size = 256
-    cfg.lr = 0.1
-    cfg.lr_milestones = (1 / 3, 2 / 3)   # /10 at epochs 30 and 60
     return eb_config.apply_arg(cfg, arg)

@@ -1,22 +1,15 @@
 r"""python -m binaries.eb_train --config=configs/vgg16_cifar100.py --workdir=/tmp/eb_vgg16_c100
 
-Expected run time (an estimate, not measured here): 1-2 hours for eb on one modern
-GPU (the dense 160-epoch baseline 2-3 hours); a day or more on 2 CPU cores.
-Paper setting (You et al., ICLR 2020): SGD momentum 0.9, coupled weight decay 1e-4,
-L1 1e-4 on BN gammas, threshold 0.1 over 5 epochs, p in {0.3, 0.5, 0.7}. Choose a
-baseline with --config.method=dense|ns|lt, a retrain mode with --config.retrain=reinit.
+Expected run time: as `configs/vgg16_cifar10.py` (an estimate, not measured here).
 
-VGG-16 (network-slimming CIFAR variant) on CIFAR-100 (tfds), the paper's 160-epoch setting.
+VGG-16 (network-slimming CIFAR variant) on CIFAR-100 (tfds), the paper's 160-epoch
+setting: `configs/vgg16_cifar10.py` with the other dataset.
 """
+from configs import vgg16_cifar10
 from eb_tf import config as eb_config
 
 
 def get_config(arg=None):
-    cfg = eb_config.default_config()
+    cfg = vgg16_cifar10.get_config()
     cfg.dataset = "cifar100"
-    cfg.model = "vgg16"
-    cfg.ratios = (0.3, 0.5, 0.7)
-    cfg.epochs = 160
-    cfg.batch_size = 256
-    cfg.lr = 0.1
     return eb_config.apply_arg(cfg, arg)

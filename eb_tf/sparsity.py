@@ -270,6 +270,15 @@ def _clone_with_regularizers(model, edit, where: str, parent_trainable: bool = T
         pairs.append((layer, new))
         return new
 
+    return clone_with_weights(model, clone_layer, pairs)
+
+
+def clone_with_weights(model, clone_layer, pairs):
+    """`keras.models.clone_model(model, clone_layer)` with the weights copied.
+
+    `clone_layer` appends `(old, new)` to `pairs` for every layer it rebuilds; after
+    the clone, each new layer gets its old layer's weights (BN moving statistics too).
+    """
     clone = keras.models.clone_model(model, clone_function=clone_layer)
     if model.built and not clone.built:
         clone.build(model.input_shape)

@@ -87,12 +87,4 @@ def _convert(model, where):
         pairs.append((layer, new))
         return new
 
-    clone = keras.models.clone_model(model, clone_function=clone_layer)
-    if model.built and not clone.built:
-        clone.build(model.input_shape)
-    for old, new in pairs:
-        if old.weights:
-            new.set_weights(old.get_weights())
-    if not model.trainable:
-        clone.trainable = False
-    return clone
+    return sparsity.clone_with_weights(model, clone_layer, pairs)
