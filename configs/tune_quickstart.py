@@ -11,17 +11,13 @@ Then train the chosen setting with
 
 Tuning config: the quickstart with ratios='auto', a FLOPs budget and a `tune` section.
 """
+from configs import quickstart
 from eb_tf import config as eb_config
 from eb_tf import tuning_config
 
 
 def get_config(arg=None):
-    cfg = eb_config.default_config()
-    cfg.dataset = "digits"
-    cfg.model = "convnet"
-    cfg.epochs = 30
-    cfg.batch_size = 64
-    cfg.lr = 0.05
+    cfg = quickstart.get_config()
     cfg.verbose = 0
     cfg.ratios = ("auto",)
     cfg.max_flops = 300000.0

@@ -9,17 +9,13 @@ eb_tf.schedules.PRESETS["large_lr"]: lr0 = 0.5 with 5 linear warm-up epochs, /10
 and 75% of T = 160. These values are eb_tf's choice, not copied from the paper; compare
 with configs/vgg16_cifar10.py (lr0 = 0.1) on the same seed.
 """
+from configs import vgg16_cifar10
 from eb_tf import config as eb_config
 from eb_tf import schedules
 
 
 def get_config(arg=None):
-    cfg = eb_config.default_config()
-    cfg.dataset = "cifar10"
-    cfg.model = "vgg16"
-    cfg.ratios = (0.3, 0.5, 0.7)
-    cfg.epochs = 160
-    cfg.batch_size = 256
+    cfg = vgg16_cifar10.get_config()
     preset = schedules.PRESETS["large_lr"]
     cfg.lr = preset["lr"]
     cfg.lr_milestones = preset["milestones"]

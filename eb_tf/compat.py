@@ -19,8 +19,11 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import tensorflow as tf  # noqa: E402  pylint: disable=wrong-import-position
 import tf_keras as keras  # noqa: E402  pylint: disable=wrong-import-position
+# keras-tuner (eb_tf.tuning) imports Keras 3 for its own stock tuners; it is imported
+# here too, so that this module stays the one place that brings any Keras in.
+import keras_tuner  # noqa: E402  pylint: disable=wrong-import-position
 
-__all__ = ["keras", "tf", "BatchNormalizationBase", "is_keras3_object", "check_tf_keras_model"]
+__all__ = ["keras", "keras_tuner", "tf", "BatchNormalizationBase", "is_keras3_object", "check_tf_keras_model"]
 
 _KERAS3_HINT = (
     "eb_tf needs a tf_keras (Keras 2) model, because tensorflow-model-optimization only "

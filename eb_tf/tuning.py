@@ -30,11 +30,10 @@ import dataclasses
 import os
 from typing import Optional
 
-import keras_tuner
 
 from eb_tf import config as eb_config
 from eb_tf import io_utils, train_lib, tuning_candidate, tuning_report, tuning_search
-from eb_tf.compat import keras
+from eb_tf.compat import keras, keras_tuner
 from eb_tf.tuning_config import DEFAULT_RATIOS, TuneConfig, is_auto, split_config
 
 __all__ = ["EBTuner", "TuneConfig", "TuneResult", "tune", "resolve_auto", "is_auto",

@@ -20,10 +20,10 @@ import itertools
 import math
 from typing import Any, Dict, Optional, Tuple
 
-import keras_tuner
 import ml_collections
 
 from eb_tf import config as eb_config
+from eb_tf.compat import keras_tuner
 
 __all__ = ["TuneConfig", "GridOracle", "DEFAULT_RATIOS", "ORACLES", "default_tune_config",
            "is_auto", "split_config"]
