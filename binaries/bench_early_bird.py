@@ -16,7 +16,7 @@ from absl import flags
 import numpy as np
 
 import eb_tf
-from eb_tf import sparsity
+from eb_tf.sparsity import batchnorm
 
 _MODEL = flags.DEFINE_string("model", "vgg16", "eb_tf.models name.")
 _WIDTH = flags.DEFINE_float("width", 1.0, "Width multiplier of the model.", lower_bound=0.01)
@@ -28,7 +28,7 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the random gammas.")
 
 def bench(model, ratios, calls, warmup, seed=0):
     """{"median_ms", "p90_ms", "min_ms", "cpu_median_ms", "gammas_ms", "channels", "bn_layers"}."""
-    refs = sparsity.bn_layers(model)
+    refs = batchnorm.bn_layers(model)
     rng = np.random.default_rng(seed)
     eb = eb_tf.EarlyBird(ratios=ratios, stop_training=False)
     eb.set_model(model)
@@ -40,7 +40,7 @@ def bench(model, ratios, calls, warmup, seed=0):
         start, start_cpu = time.perf_counter(), time.process_time()
         eb.on_epoch_end(i, {})
         mid, mid_cpu = time.perf_counter(), time.process_time()
-        sparsity.gammas(model)
+        batchnorm.gammas(model)
         end = time.perf_counter()
         if i >= warmup:
             times.append(mid - start)

@@ -39,7 +39,8 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)   # the converter logs every SavedModel step
     import numpy as np  # after flag parsing: --help stays fast
     import eb_tf
-    from eb_tf import edge_compare, io_utils
+    from eb_tf import io_utils
+    from eb_tf.export import compare
     from eb_tf.compat import keras
     keras.utils.set_random_seed(_SEED.value)
     try:
@@ -54,7 +55,7 @@ def main(argv):
     if _ROUND.value:
         rounded = eb_tf.round_masks(dense, masks, multiple=_ROUND.value)
         models[f"EB ticket p={_RATIO.value:g} x{_ROUND.value}"] = eb_tf.prune(dense, rounded)
-    models[f"tfmot {_RATIO.value:.0%} unstructured"] = edge_compare.magnitude_pruned(
+    models[f"tfmot {_RATIO.value:.0%} unstructured"] = compare.magnitude_pruned(
         dense, _RATIO.value)
     calibration = rng.normal(size=(100, 32, 32, 3)).astype(np.float32)
     for repeat in range(_REPEATS.value):

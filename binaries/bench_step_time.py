@@ -4,7 +4,7 @@ r"""Train-step time of a dense net vs its p-pruned ticket vs the ticket rounded 
     python -m binaries.bench_step_time --model=preresnet56 --ratio=0.7 --repeats=5
 
 Builds the zoo model, gives its BN layers gammas shaped like a trained slimming net's
-(`eb_tf.step_bench.set_realistic_gammas`: half-normal, shrinking with depth), draws
+(`eb_tf.bench.step_time.set_realistic_gammas`: half-normal, shrinking with depth), draws
 the p=RATIO ticket (`eb_tf.channel_masks` + `eb_tf.prune`) and the ticket with widths
 rounded up to a multiple of --round_multiple (`eb_tf.round_masks`), then times SGD
 training steps of the three on the same random batch and prints ms/step next to the
@@ -31,7 +31,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     import eb_tf  # after flag parsing: --help stays fast
-    from eb_tf import step_bench
+    from eb_tf.bench import step_time
     from eb_tf.compat import keras
     keras.utils.set_random_seed(_SEED.value)
     try:
@@ -39,17 +39,17 @@ def main(argv):
         dense = eb_tf.models.build(_MODEL.value, _CLASSES.value, shape, width=_WIDTH.value)
     except ValueError as e:
         raise app.UsageError(str(e)) from e
-    step_bench.set_realistic_gammas(dense, seed=_SEED.value)
+    step_time.set_realistic_gammas(dense, seed=_SEED.value)
     masks = eb_tf.channel_masks(dense, _RATIO.value)
     rounded = eb_tf.round_masks(dense, masks, multiple=_ROUND.value)
     p = f"p={_RATIO.value:g}"
     models = {"dense": dense, f"pruned {p}": eb_tf.prune(dense, masks),
               f"pruned {p} rounded x{_ROUND.value}": eb_tf.prune(dense, rounded)}
-    rows = step_bench.step_times(models, batch=_BATCH.value, steps=_STEPS.value,
+    rows = step_time.step_times(models, batch=_BATCH.value, steps=_STEPS.value,
                                  repeats=_REPEATS.value, seed=_SEED.value)
     print(f"{_MODEL.value} width {_WIDTH.value:g}, input {shape}, batch {_BATCH.value}, "
           f"median of {_REPEATS.value} rounds of {_STEPS.value} steps")
-    print(step_bench.format_step_table(rows))
+    print(step_time.format_step_table(rows))
 
 
 if __name__ == "__main__":

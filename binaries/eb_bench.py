@@ -7,8 +7,8 @@ r"""EB Train side by side with dense, ns, lt, int8 search and tfmot: one command
 Writes WORKDIR/bench.json, bench.md (printed at the end) and bench.png (accuracy vs
 training FLOPs), and one run folder per method. Run again to resume: finished methods
 are read back, an interrupted one continues from its last epoch. Every field of the
-config can be overridden with --config.field=value (run fields: eb_tf/config.py;
-bench fields: eb_tf/bench.py BENCH_FIELDS).
+config can be overridden with --config.field=value (run fields: eb_tf/pipeline/config.py;
+bench fields: eb_tf/bench/benchmark.py BENCH_FIELDS).
 """
 from absl import app, flags
 from ml_collections import config_flags

@@ -27,9 +27,9 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from eb_tf import run_export  # after flag parsing: --help stays fast
+    from eb_tf.pipeline import export_phase  # after flag parsing: --help stays fast
     try:
-        section = run_export.export_run(
+        section = export_phase.export_run(
             _WORKDIR.value, mode=_MODE.value, models=_MODELS.value,
             side_by_side=_SIDE_BY_SIDE.value, evaluate=_EVALUATE.value,
             num_threads=_THREADS.value, num_runs=_RUNS.value)

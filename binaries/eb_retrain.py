@@ -19,12 +19,12 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from eb_tf import run_dir, train_lib
+    from eb_tf.pipeline import run_dir, runner
     try:
         config = _CONFIG.value
         if config is None:
             config = run_dir.RunDir.existing(_WORKDIR.value).cfg
-        train_lib.run(config, _WORKDIR.value, phases=("retrain", "export"))
+        runner.run(config, _WORKDIR.value, phases=("retrain", "export"))
     except ValueError as e:
         raise app.UsageError(str(e)) from e
 

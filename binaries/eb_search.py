@@ -18,9 +18,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from eb_tf import train_lib
+    from eb_tf.pipeline import runner
     try:
-        train_lib.run(_CONFIG.value, _WORKDIR.value, phases=("search",))
+        runner.run(_CONFIG.value, _WORKDIR.value, phases=("search",))
     except ValueError as e:
         raise app.UsageError(str(e)) from e
 

@@ -4,7 +4,7 @@ r"""EB Train end to end: search the Early-Bird ticket, draw it, retrain it (one 
     python -m binaries.eb_train --config=configs/vgg16_cifar10.py --workdir=/tmp/vgg \
         --config.ratios=0.3,0.5,0.7 --config.method=ns
 
-Every run option is a config field (`--config.field=value`, see eb_tf/config.py);
+Every run option is a config field (`--config.field=value`, see eb_tf/pipeline/config.py);
 `--workdir` is the run folder: the same config resumes it, another one is an error.
 """
 from absl import app, flags
@@ -20,9 +20,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from eb_tf import train_lib  # after flag parsing: --help stays fast
+    from eb_tf.pipeline import runner  # after flag parsing: --help stays fast
     try:
-        train_lib.run(_CONFIG.value, _WORKDIR.value)
+        runner.run(_CONFIG.value, _WORKDIR.value)
     except ValueError as e:
         raise app.UsageError(str(e)) from e
 

@@ -8,7 +8,7 @@ r"""Choose the pruning ratio p (and EB threshold, L1, lr) under a FLOPs or laten
 
 The config is a run config with `ratios=('auto',)`, a budget (`max_flops` per-sample
 FLOPs, `max_latency_ms` TFLite batch-1) and an optional `tune` section (candidates,
-oracle, trials; see eb_tf/tuning_config.py). --workdir is the tuner directory: run again
+oracle, trials; see eb_tf/tuning/config.py). --workdir is the tuner directory: run again
 to resume (completed trials are kept). Writes WORKDIR/results.md, results.json and
 chosen_config.py, a config file for `python -m binaries.eb_train`.
 """

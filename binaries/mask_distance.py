@@ -20,7 +20,7 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from eb_tf import mask_plots, run_dir
+    from eb_tf.pipeline import mask_plots, run_dir
     try:
         cfg = run_dir.RunDir.existing(_WORKDIR.value).cfg
         ratios = cfg.ratios if _RATIO.value is None else (_RATIO.value,)

@@ -29,7 +29,7 @@ Profiles:
 import os
 
 from eb_tf import bench
-from eb_tf import config as eb_config
+from eb_tf.pipeline import config as eb_config
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SHARED = (os.path.join(_ROOT, "..", "shared", "data"), "/work/shared/data")

@@ -9,7 +9,7 @@ epochs, batch 128; otherwise the paper's recipe.
 
 EB Train of a width-0.25 VGG-16 on the shared real CIFAR-10, at reduced scale.
 """
-from eb_tf import config as eb_config
+from eb_tf.pipeline import config as eb_config
 
 
 def get_config(arg=None):

@@ -8,7 +8,7 @@ baseline with --config.method=dense|ns|lt, a retrain mode with --config.retrain=
 
 Pre-activation ResNet-101 (bottleneck) on CIFAR-10 (tfds), the paper's 160-epoch setting.
 """
-from eb_tf import config as eb_config
+from eb_tf.pipeline import config as eb_config
 
 
 def get_config(arg=None):

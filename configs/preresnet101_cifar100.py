@@ -6,7 +6,7 @@ Pre-activation ResNet-101 (bottleneck) on CIFAR-100 (tfds), the paper's 160-epoc
 setting: `configs/preresnet101_cifar10.py` with the other dataset.
 """
 from configs import preresnet101_cifar10
-from eb_tf import config as eb_config
+from eb_tf.pipeline import config as eb_config
 
 
 def get_config(arg=None):

@@ -10,7 +10,7 @@ T, threshold 0.1 over 5 epochs) at a small budget T = 30, lr 0.05, batch 64.
 
 Quickstart: EB Train of a small conv net on the embedded digits dataset (no download).
 """
-from eb_tf import config as eb_config
+from eb_tf.pipeline import config as eb_config
 
 
 def get_config(arg=None):

@@ -9,7 +9,7 @@ baseline with --config.method=dense|ns|lt, a retrain mode with --config.retrain=
 ResNet-18 on ImageNet (tfds imagenet2012; the
 manual-download tar files go in <data_dir>/downloads/manual, set --config.data_dir).
 """
-from eb_tf import config as eb_config
+from eb_tf.pipeline import config as eb_config
 
 
 def get_config(arg=None):

@@ -8,7 +8,7 @@ imagenet2012 with the manual-download tar files in <data_dir>/downloads/manual) 
 the deeper model.
 """
 from configs import resnet18_imagenet
-from eb_tf import config as eb_config
+from eb_tf.pipeline import config as eb_config
 
 
 def get_config(arg=None):

@@ -13,8 +13,8 @@ Then train the chosen setting with
 Tuning config: cifar10_small with ratios='auto', a FLOPs budget and a `tune` section.
 """
 from configs import cifar10_small
-from eb_tf import config as eb_config
-from eb_tf import tuning_config
+from eb_tf.pipeline import config as eb_config
+from eb_tf.tuning import config as tuning_config
 
 
 def get_config(arg=None):

@@ -8,7 +8,7 @@ baseline with --config.method=dense|ns|lt, a retrain mode with --config.retrain=
 
 VGG-16 (network-slimming CIFAR variant) on CIFAR-10 (tfds), the paper's 160-epoch setting.
 """
-from eb_tf import config as eb_config
+from eb_tf.pipeline import config as eb_config
 
 
 def get_config(arg=None):

@@ -6,7 +6,7 @@ VGG-16 (network-slimming CIFAR variant) on CIFAR-100 (tfds), the paper's 160-epo
 setting: `configs/vgg16_cifar10.py` with the other dataset.
 """
 from configs import vgg16_cifar10
-from eb_tf import config as eb_config
+from eb_tf.pipeline import config as eb_config
 
 
 def get_config(arg=None):

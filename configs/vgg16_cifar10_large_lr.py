@@ -5,13 +5,13 @@ Expected run time (an estimate, not measured here): as configs/vgg16_cifar10.py,
 
 The large-learning-rate variant of VGG-16 on CIFAR-10: the paper finds EB tickets
 emerge early at large learning rates (its Appendix A.2 ablation). This config uses
-eb_tf.schedules.PRESETS["large_lr"]: lr0 = 0.5 with 5 linear warm-up epochs, /10 at 50%
+eb_tf.pipeline.schedules.PRESETS["large_lr"]: lr0 = 0.5 with 5 linear warm-up epochs, /10 at 50%
 and 75% of T = 160. These values are eb_tf's choice, not copied from the paper; compare
 with configs/vgg16_cifar10.py (lr0 = 0.1) on the same seed.
 """
 from configs import vgg16_cifar10
-from eb_tf import config as eb_config
-from eb_tf import schedules
+from eb_tf.pipeline import config as eb_config
+from eb_tf.pipeline import schedules
 
 
 def get_config(arg=None):

@@ -11,66 +11,72 @@ physically smaller functional model, retrain it, and ship it to TFLite:
     model.compile(...); model.fit(data, epochs=160, callbacks=[eb])
     ticket = eb_tf.prune(model, eb.tickets[0.5])             # fewer filters, exact
 
-The public surface is listed below, one block per concept.
+The sub-packages, in import order (each imports only those before it): `sparsity`,
+`pruning`, `quantization`, `export`, `models`, `data`, `distribute`, `pipeline`,
+`tuning`, `bench` (see ARCHITECTURE.md). The names below are re-exported from them.
+`import eb_tf` loads neither keras_tuner, tensorflow_model_optimization nor matplotlib:
+the names that need them (`quantize_for_search`, `tune`, `bench`...) load them on
+first use.
 """
-from eb_tf import compat
+import importlib
+
+from eb_tf import compat, data, distribute, export, io_utils, models, pipeline, pruning, \
+    quantization, sparsity
 from eb_tf.compat import keras
+from eb_tf.distribute import sync_batchnorm
+from eb_tf.export import (Comparison, ExportInfo, LatencyStats, LiteRTModel, compare_models,
+                          convert_tflite, evaluate_accuracy, export_tflite, is_qat_model,
+                          measure_latency)
+from eb_tf.pipeline import Ticket, export_run, load_ticket
+from eb_tf.pruning import (ChannelSelect, FlopsReport, ParamsReport, apply_masks,
+                           count_flops, count_params, prune, round_masks, summary)
+from eb_tf.quantization import (RETRAIN_PRECISIONS, SEARCH_PRECISIONS, PreparedModel,
+                                is_quantized, prepare_for_precision, strip_precision)
+from eb_tf.sparsity import (BNRef, EarlyBird, add_bn_l1, add_weight_decay, bn_layers,
+                            channel_masks, distance_matrix, gammas, mask_distance,
+                            masks_from_gammas)
+from eb_tf.version import __version__
 
-from eb_tf import io_utils
+# name -> module that defines it; imported on first use (they need tfmot or keras_tuner).
+_LAZY = {
+    "quantize_for_search": "eb_tf.quantization.qat",
+    "strip_quantization": "eb_tf.quantization.qat",
+    "quantize_scope": "eb_tf.quantization.qat",
+    "tune": "eb_tf.tuning", "EBTuner": "eb_tf.tuning", "TuneConfig": "eb_tf.tuning",
+    "TuneResult": "eb_tf.tuning",
+}
+_LAZY_MODULES = ("tuning", "bench")
 
-# Each block below is owned by one concept; keep imports inside the markers.
-# >>> sparsity_masks_earlybird (issue 2)
-from eb_tf.sparsity import BNRef, bn_layers, gammas
-from eb_tf.masks import distance_matrix, mask_distance, masks_from_gammas
-from eb_tf.sparsity import add_bn_l1, add_weight_decay, channel_masks
-from eb_tf.early_bird import EarlyBird
-# <<< sparsity_masks_earlybird
-
-# >>> pruner (issue 3)
-from eb_tf.flops import FlopsReport, ParamsReport, count_flops, count_params
-from eb_tf.channel_summary import summary
-from eb_tf.channel_select import ChannelSelect
-from eb_tf.pruner import apply_masks, prune
-from eb_tf.rounding import round_masks
-# <<< pruner
-
-# >>> models_data (issue 4)
-from eb_tf import data, models  # tensorflow_datasets is imported only when a tfds set loads
-# <<< models_data
-
-# >>> pipeline (issue 5)
-from eb_tf import config, train_lib
-from eb_tf.ticket import Ticket, load_ticket
-# <<< pipeline
-
-# >>> quantize (issue 6)
-from eb_tf import grad_quant, precision, quantize_configs
-from eb_tf.quantize import (is_quantized, quantize_for_search, quantize_scope,
-                            strip_quantization)
-from eb_tf.precision import (PreparedModel, RETRAIN_PRECISIONS, SEARCH_PRECISIONS,
-                             prepare_for_precision, strip_precision)
-# <<< quantize
-
-# >>> export (issue 7)
-from eb_tf.export import ExportInfo, convert_tflite, export_tflite, is_qat_model
-from eb_tf.litert_eval import LatencyStats, LiteRTModel, evaluate_accuracy, measure_latency
-from eb_tf.edge_compare import Comparison, compare_models
-from eb_tf.run_export import export_run
-# <<< export
-
-# >>> distribute (issue 10)
-from eb_tf import distribute
-from eb_tf.sync_bn import sync_batchnorm
-# <<< distribute
-
-# >>> tuning (issue 9)
-from eb_tf import tuning
-from eb_tf.tuning import EBTuner, TuneConfig, TuneResult, tune
-# <<< tuning
-
-# >>> bench (issue 8)
-from eb_tf import bench  # its own matplotlib/tfmot imports wait until a benchmark runs
-# <<< bench
+__all__ = [
+    # sparsity: BN gammas, L1, masks, the EarlyBird callback
+    "BNRef", "bn_layers", "gammas", "channel_masks", "add_bn_l1", "add_weight_decay",
+    "masks_from_gammas", "mask_distance", "distance_matrix", "EarlyBird",
+    # pruning: physically smaller models
+    "apply_masks", "prune", "round_masks", "summary", "ChannelSelect", "count_flops",
+    "count_params", "FlopsReport", "ParamsReport",
+    # quantization: low-precision search and retrain
+    "SEARCH_PRECISIONS", "RETRAIN_PRECISIONS", "PreparedModel", "prepare_for_precision",
+    "strip_precision", "is_quantized", "quantize_for_search", "strip_quantization",
+    "quantize_scope",
+    # export: TFLite and LiteRT
+    "ExportInfo", "export_tflite", "convert_tflite", "is_qat_model", "LiteRTModel",
+    "LatencyStats", "evaluate_accuracy", "measure_latency", "Comparison", "compare_models",
+    # distribute, pipeline, tuning
+    "sync_batchnorm", "export_run", "Ticket", "load_ticket", "tune", "EBTuner", "TuneConfig",
+    "TuneResult",
+    # sub-packages and helpers
+    "compat", "io_utils", "keras", "sparsity", "pruning", "quantization", "export", "models",
+    "data", "distribute", "pipeline", "tuning", "bench", "__version__",
+]
 
 
-__version__ = "0.1.0"
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY) | set(_LAZY_MODULES))

@@ -9,19 +9,18 @@ TensorFlow first, so every other module does
     from eb_tf.compat import keras
 
 and never touches `tf.keras` or `import keras`.
+
+Importing this module leaves the process environment alone (`TF_USE_LEGACY_KERAS`
+included) and loads no Keras 3 module. keras-tuner, which imports Keras 3 for its stock
+tuners, is loaded here too but only on first use of `compat.keras_tuner` (only
+`eb_tf.tuning` uses it), so that this module stays the one place that brings any Keras in.
+tensorflow_model_optimization (imported by `eb_tf.quantization` for QAT only) sets
+`TF_USE_LEGACY_KERAS=1` when it loads.
 """
-import os
+import importlib
 
-# Ask TensorFlow (and tfmot, which reads the same variable) for Keras 2. This only
-# matters if TensorFlow has not resolved `tf.keras` yet; we import tf_keras
-# directly below, so a user who already imported TensorFlow is fine too.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import tensorflow as tf  # noqa: E402  pylint: disable=wrong-import-position
-import tf_keras as keras  # noqa: E402  pylint: disable=wrong-import-position
-# keras-tuner (eb_tf.tuning) imports Keras 3 for its own stock tuners; it is imported
-# here too, so that this module stays the one place that brings any Keras in.
-import keras_tuner  # noqa: E402  pylint: disable=wrong-import-position
+import tensorflow as tf
+import tf_keras as keras
 
 __all__ = ["keras", "keras_tuner", "tf", "BatchNormalizationBase", "is_keras3_object", "check_tf_keras_model"]
 
@@ -62,6 +61,13 @@ def check_tf_keras_model(model, where: str = "this function", allow_layer: bool 
     raise ValueError(
         f"{where} expects a tf_keras.Model, got {type(model).__module__}."
         f"{type(model).__name__}. {_KERAS3_HINT}")
+
+
+def __getattr__(name):
+    """`compat.keras_tuner`: imported on first use (it loads Keras 3)."""
+    if name == "keras_tuner":
+        return importlib.import_module("keras_tuner")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # Both `BatchNormalization` and `SyncBatchNormalization` derive from this base.

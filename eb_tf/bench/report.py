@@ -1,0 +1,216 @@
+"""The benchmark's rows, ratios, predicted cost, markdown table and plot (no training here).
+
+A row is one (method, p) read from its run folder's report.json. Its training cost is
+the sum of the phases that produced its final model, whatever the method: every phase
+of the report (`search` + `draw` + its ratio's `retrain` for eb/ns/lt, `search` for
+dense, `train` for tfmot) except the export, which is not training (its .tflite size
+and latency are columns of their own). Every ratio is taken against the `dense` row and
+against the `ns` row of the same p: the reference columns of the table.
+
+FLOPs-predicted cost, in units of the dense run (T epochs of the dense net), with t
+the EB epoch, r = ticket FLOPs / dense FLOPs per sample and T the budget, as each
+method's record states it (`eb_tf.pipeline.methods.Method.predicted_cost`):
+
+| method | search | retrain | predicted |
+| --- | --- | --- | --- |
+| dense, tfmot | T dense epochs | - | 1 (tfmot's zeros do not shrink dense kernels) |
+| eb, eb_int8 | t dense epochs | T - t ticket epochs | (t + r (T - t)) / T |
+| ns | T dense epochs | T ticket epochs | 1 + r |
+| lt | T dense epochs | T - k ticket epochs (rewind k) | (T + r (T - k)) / T |
+
+The measured wall-clock ratio next to it: the gap is the engineering loss (per-epoch
+overheads, kernels that do not speed up in step with FLOPs).
+
+Example:
+
+    from eb_tf.bench import report as bench_report
+    bench_report.predicted_cost("eb", epochs=160, flops_ratio=0.4, eb_epoch=16)  # 0.46
+"""
+import os
+from typing import Dict, List, Optional
+
+from eb_tf.pipeline import methods
+
+__all__ = ["predicted_cost", "method_row", "add_ratios", "markdown", "plot", "REFERENCES"]
+
+REFERENCES = ("dense", "ns")   # the rows every other row is compared with (vs_dense, vs_ns)
+
+
+def predicted_cost(method: str, epochs: int, flops_ratio: float, eb_epoch: Optional[int] = None,
+                   rewind_epoch: int = 0, retrain: Optional[str] = None) -> float:
+    """Training FLOPs of `method` in units of the dense run's (see the module table).
+
+    Args:
+      method: a method or variant of `eb_tf.pipeline.methods` (dense, tfmot, eb,
+        eb_int8, ns, lt, or one you registered).
+      epochs: the budget T.
+      flops_ratio: r, ticket FLOPs / dense FLOPs per sample, in (0, 1].
+      eb_epoch: t (eb methods only), in [0, T].
+      rewind_epoch: k (lt only), in [0, T).
+      retrain: `config.retrain` of a method whose record lets the config choose (eb).
+
+    Raises:
+      ValueError: an unknown method or a value outside its range.
+
+    Example:
+      >>> predicted_cost("ns", epochs=160, flops_ratio=0.4)
+      1.4
+    """
+    try:
+        record, overrides = methods.resolve(method)
+    except ValueError:
+        raise ValueError(f"method={method!r} must be one of {', '.join(methods.tokens())}") \
+            from None
+    return record.predicted_cost(epochs, flops_ratio, eb_epoch, rewind_epoch,
+                                 retrain or overrides.get("retrain", "inherit"))
+
+
+def _cost_parts(report: dict, record: methods.Method, key: Optional[str]) -> Dict[str, dict]:
+    """The phases that trained this row's model (the record's), per ratio where split."""
+    parts = {}
+    for name in record.phases:
+        phase = report["phases"][name]
+        parts[name] = phase["by_ratio"][key] if "by_ratio" in phase else phase
+    return parts
+
+
+def method_row(report: dict, method: str, ratio: Optional[float], run_path: str,
+               config: dict) -> dict:
+    """One benchmark row from a method's report.json (see the module docstring)."""
+    record = methods.resolve(method)[0]
+    key = None if ratio is None else f"{ratio:g}"
+    final_models = report["final"]
+    name = key if key in final_models else next(iter(final_models))
+    parts = _cost_parts(report, record, key)
+    final = final_models[name]
+    dense_flops = parts[record.phases[0]]["forward_flops_per_sample"]
+    row = {"method": method, "ratio": ratio, "run_dir": run_path,
+           "test_acc": final["test"], "val_acc": final.get("validation"),
+           "phases": {k: {f: p[f] for f in ("epochs", "seconds", "flops")}
+                      for k, p in parts.items()},
+           "epochs": sum(p["epochs"] for p in parts.values()),
+           "seconds": round(sum(p["seconds"] for p in parts.values()), 3),
+           "flops": sum(p["flops"] for p in parts.values()),
+           "params": final["params"], "model_flops": final["flops"],
+           "dense_flops": dense_flops, "eb_epoch": None, "found": None}
+    row["flops_ratio"] = final["flops"] / dense_flops
+    if "nonzero_params" in final:  # unstructured pruning: zeros kept in dense kernels
+        row["nonzero_params"] = final["nonzero_params"]
+        row["sparsity"] = final.get("sparsity")
+    if record.stops_at_ticket:
+        row["eb_epoch"], row["found"] = report["eb"][key]["epoch"], report["eb"][key]["found"]
+    row["predicted_cost"] = predicted_cost(method, config["epochs"], row["flops_ratio"],
+                                           row["eb_epoch"], config.get("rewind_epoch", 0))
+    exported = report.get("export", {}).get("float32", {}).get("models", {}).get(name, {})
+    row["tflite_bytes"] = exported.get("size_bytes")
+    row["latency_ms"] = exported.get("latency_ms_1t")
+    row["tflite_acc"] = exported.get("tflite_acc")
+    return row
+
+
+def add_ratios(rows: List[dict]) -> List[dict]:
+    """Adds `vs_dense` and `vs_ns` ({"seconds", "flops"} ratios) in place.
+
+    `vs_ns` compares with the ns row of the same p (dense: the ns row if there is one
+    p only); None where there is no such row, as `vs_dense` without a dense row.
+    """
+    dense = next((r for r in rows if r["method"] == "dense"), None)
+    all_ns = [r for r in rows if r["method"] == "ns"]
+    for row in rows:
+        ns = next((r for r in all_ns if r["ratio"] == row["ratio"]), None)
+        if row["ratio"] is None and len(all_ns) == 1:  # dense vs the one ns row
+            ns = all_ns[0]
+        for name, base in (("vs_dense", dense), ("vs_ns", ns)):
+            row[name] = None if base is None else {
+                k: row[k] / base[k] if base[k] else None for k in ("seconds", "flops")}
+        ratio = (row["vs_dense"] or {}).get("seconds")
+        row["time_over_predicted"] = None if ratio is None else ratio / row["predicted_cost"]
+    return rows
+
+
+def _fmt(value, spec="{:.3f}"):
+    return "-" if value is None else spec.format(value)
+
+
+def markdown(result: dict) -> str:
+    """bench.md: the side-by-side table, the micro-benchmarks and the notes."""
+    cfg = result["config"]
+    lines = [f"# EB Train benchmark: {cfg['model']} width {cfg['width']:g} on {cfg['dataset']}",
+             "", f"T = {cfg['epochs']} epochs, batch {cfg['batch_size']}, lr {cfg['lr']:g}, "
+             f"train_subset {cfg['train_subset'] or 'all'}, seed {cfg['seed']}; one data "
+             "pipeline for every method.", "",
+             "| method | p | test acc | EB epoch | train PFLOPs | FLOPs x dense | FLOPs x ns "
+             "| predicted x dense | wall s | time x dense | time x ns | time / predicted "
+             "| params | MFLOPs/sample | TFLite KiB | ms batch-1 |",
+             "|" + " --- |" * 16]
+    for r in result["rows"]:
+        eb = "-" if r["eb_epoch"] is None else \
+            f"{r['eb_epoch']}" + ("" if r["found"] else " (not found)")
+        params = f"{r['params']:,}" if r.get("nonzero_params") is None else \
+            f"{r['nonzero_params']:,} nonzero"
+        lines.append(" | ".join([
+            f"| {r['method']}", _fmt(r["ratio"], "{:g}"), _fmt(r["test_acc"], "{:.4f}"), eb,
+            f"{r['flops'] / 1e15:.4g}", _fmt((r["vs_dense"] or {}).get("flops")),
+            _fmt((r["vs_ns"] or {}).get("flops")), _fmt(r["predicted_cost"]),
+            f"{r['seconds']:.1f}", _fmt((r["vs_dense"] or {}).get("seconds")),
+            _fmt((r["vs_ns"] or {}).get("seconds")), _fmt(r["time_over_predicted"]), params,
+            f"{r['model_flops'] / 1e6:.2f}", _fmt(r["tflite_bytes"] and r["tflite_bytes"] / 1024,
+                                                  "{:.1f}"),
+            _fmt(r["latency_ms"]) + " |"]))
+    micro = result.get("micro", {})
+    if micro.get("earlybird"):
+        e = micro["earlybird"]
+        lines += ["", "## EarlyBird overhead", "",
+                  f"`on_epoch_end` ({e['bn_layers']} BN layers, {e['channels']} channels, "
+                  f"ratios {e['ratios']}): median {e['median_ms']:.2f} ms (p90 "
+                  f"{e['p90_ms']:.2f} ms) vs a median search epoch of {e['epoch_s']:.2f} s: "
+                  f"{100 * e['fraction']:.3f}% of the epoch."]
+    if micro.get("step_time"):
+        from eb_tf.bench import step_time as step_bench  # pylint: disable=import-outside-toplevel
+        s = micro["step_time"]
+        lines += ["", "## Train-step time vs FLOPs", "",
+                  f"batch {s['batch']}, median of {s['repeats']} rounds of {s['steps']} steps "
+                  f"(the eb run's dense net, its p={s['ratio']:g} ticket, the ticket rounded "
+                  f"to x{s['round_multiple']} widths):", "",
+                  step_bench.format_step_table(s["rows"])]
+    lines += ["", "## Notes", ""] + [f"- {n}" for n in result.get("notes", [])]
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path: str) -> str:
+    """Test accuracy vs total training FLOPs, one marker per method (the paper's Fig. 5)."""
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    from eb_tf import io_utils  # pylint: disable=import-outside-toplevel
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for method in dict.fromkeys(r["method"] for r in result["rows"]):
+        rows = [r for r in result["rows"] if r["method"] == method]
+        record, overrides = methods.resolve(method)
+        if rows:  # a variant: its method's marker, hollow
+            ax.scatter([r["flops"] for r in rows], [r["test_acc"] for r in rows],
+                       marker=record.marker, s=90 if record.marker == "*" else 55,
+                       label=method, **({"facecolors": "none", "edgecolors": "C3"}
+                                        if overrides else {}))
+            for r in rows:
+                if r["ratio"] is not None:
+                    ax.annotate(f"p={r['ratio']:g}", (r["flops"], r["test_acc"]),
+                                textcoords="offset points", xytext=(5, 4), fontsize=8)
+    cfg = result["config"]
+    ax.set_xlabel("total training FLOPs")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"{cfg['model']} w{cfg['width']:g}, {os.path.basename(cfg['dataset'])}, "
+                 f"T={cfg['epochs']}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    io_utils.atomic_write_bytes(path, _png(fig))
+    plt.close(fig)
+    return path
+
+
+def _png(fig) -> bytes:
+    import io  # pylint: disable=import-outside-toplevel
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()

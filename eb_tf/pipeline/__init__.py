@@ -1,0 +1,25 @@
+"""The EB Train pipeline: a run config, a resumable run folder, and four phases.
+
+Modules in import order: `methods` (one record per training method), `config` (the
+validated `RunConfig`), `schedules`, `costs` (FLOPs, seconds, energy), `run_dir` (the
+run folder and its report.json), `trainer` (resumable `fit`), `build` (data, dense
+model, seeds), `distributed` (tf.distribute around the phases), the phases `search`,
+`draw`, `retrain` and `export_phase`, then `runner` (`run`: all of it), `ticket`
+(`load_ticket`) and `mask_plots` (paper Fig. 3).
+
+Example:
+
+    from eb_tf import pipeline
+    cfg = pipeline.default_config()
+    cfg.dataset, cfg.model, cfg.epochs = "digits", "convnet", 20
+    report = pipeline.run(cfg, "/tmp/eb_run")
+    ticket = pipeline.load_ticket("/tmp/eb_run")
+"""
+from eb_tf.pipeline.config import RunConfig, default_config, from_config_dict
+from eb_tf.pipeline.export_phase import export_run
+from eb_tf.pipeline.methods import Method, register
+from eb_tf.pipeline.runner import PHASES, run
+from eb_tf.pipeline.ticket import Ticket, load_ticket
+
+__all__ = ["run", "PHASES", "RunConfig", "default_config", "from_config_dict", "Method",
+           "register", "export_run", "Ticket", "load_ticket"]

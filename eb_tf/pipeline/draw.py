@@ -1,0 +1,152 @@
+"""The draw phase of EB Train: turn each ratio's mask into a physically smaller ticket.
+
+For each pruning ratio: take the mask of the ticket epoch t (the EarlyBird files of the
+search) or, if no ticket emerged or for the `ns`/`lt` baselines, draw it from the last
+epoch; load into the dense model the weights the retrain starts from (epoch t for
+`inherit`/`ns`, epoch k for `rewind`/`lt`), strip low-precision wrappers, optionally
+`round_masks`, then `prune`. Each ticket lands in `tickets/p{r:g}/` (`model.keras`,
+`mask.npz`, `meta.json` with params, FLOPs, per-layer FLOPs and the retrain start
+epoch), written atomically. With `draw_epochs` the tickets drawn at those epochs
+(paper Fig. 1) land in `tickets/p{r:g}_e{t}/`.
+
+Example:
+
+    from eb_tf.pipeline import config as eb_config, draw as drawing, run_dir
+    cfg = eb_config.from_config_dict(run_dir_config)
+    drawing.draw(cfg, run_dir.RunDir.open("/tmp/run", cfg))   # after the search
+"""
+import os
+from typing import Optional
+
+import numpy as np
+
+from eb_tf import io_utils
+from eb_tf.pipeline import costs, methods, run_dir
+from eb_tf.quantization import precision as precision_lib
+from eb_tf.compat import keras
+from eb_tf.pruning.channel_summary import summary
+from eb_tf.pruning.flops import count_flops, count_params
+from eb_tf.pruning.pruner import prune
+from eb_tf.pruning.rounding import round_masks
+from eb_tf.sparsity.batchnorm import channel_masks
+
+__all__ = ["draw", "read_mask", "load_model"]
+
+
+def load_model(path):
+    """`keras.models.load_model` of a run's .keras file (QAT models included)."""
+    from eb_tf.quantization import qat  # tfmot: a saved model may hold QAT layers
+    with qat.quantize_scope():
+        return keras.models.load_model(path, compile=False)
+
+
+def _sources(cfg, rd, ratio, entry):
+    """(weights file of the draw epoch or None = last epoch, mask file or None,
+    weights file to copy into the ticket or None, retrain start epoch).
+
+    A method that `stops_at_ticket` draws at the EB epoch t when the ticket emerged
+    (else at the last epoch); the others draw at the last epoch T. The retrain mode of
+    the method's record says which weights the ticket gets and where its schedule starts.
+    """
+    key = run_dir.ratio_key(ratio)
+    method = methods.get(cfg.method)
+    found = method.stops_at_ticket and entry["found"]
+    t_weights = rd.search_dir("eb", key, "weights.h5") if found else None
+    t_mask = rd.search_dir("eb", key, "mask.npz") if found else None
+    t = entry["epoch"]
+    if method.retrain_mode(cfg) == "rewind":
+        k = cfg.rewind_epoch
+        if k > t:
+            raise ValueError(f"config.rewind_epoch={k} is after the ticket epoch {t} of ratio "
+                             f"{ratio:g}; choose rewind_epoch <= {t}")
+        return t_weights, t_mask, rd.search_dir(f"weights_e{k}.h5"), k
+    return t_weights, t_mask, t_weights, method.start_epoch(cfg, t)
+
+
+def draw(cfg, rd, splits=None):
+    """Prunes each ratio's ticket into `tickets/p{r}/` (model.keras, mask.npz, meta.json)."""
+    del splits
+    if rd.phase_done("draw"):
+        return
+    report = rd.report()
+    if not report["phases"].get("search", {}).get("done"):
+        raise ValueError(f"draw needs a finished search in --workdir {rd.path!r}; run "
+                         "eb_search (or eb_train) first")
+    if not methods.get(cfg.method).prunes:
+        rd.update_report(phases={"draw": {"done": True, "skipped": f"method={cfg.method}"}})
+        return
+    meter = costs.PhaseMeter()
+    meter.start()
+    dense = load_model(rd.search_dir("final.keras"))
+    last = dense.get_weights()
+    dense_float = precision_lib.strip_precision(dense)
+    dense_info = {"params": count_params(dense_float).total,
+                  "flops": count_flops(dense_float).total}
+    tickets = {}
+    for ratio in cfg.ratios:
+        entry = report["eb"][run_dir.ratio_name(ratio)]
+        t_weights, t_mask, src, start = _sources(cfg, rd, ratio, entry)
+        _set_weights(dense, last, t_weights)
+        masks = read_mask(t_mask) if t_mask else channel_masks(
+            precision_lib.strip_precision(dense), ratio, cfg.scope, cfg.min_channels)
+        _set_weights(dense, last, src)
+        tickets[run_dir.ratio_name(ratio)] = _draw_one(cfg, rd.ticket_dir(ratio), dense, masks, ratio,
+                                           entry["epoch"], start, dense_info,
+                                           found=entry["found"])
+    for t in cfg.draw_epochs:  # paper Fig. 1: tickets drawn at chosen epochs
+        for ratio in cfg.ratios:
+            folder = rd.search_dir("eb", f"epoch{t}", run_dir.ratio_key(ratio))
+            if os.path.exists(os.path.join(folder, "weights.h5")):
+                _set_weights(dense, last, os.path.join(folder, "weights.h5"))
+                info = _draw_one(cfg, rd.ticket_dir(ratio, t), dense,
+                                 read_mask(os.path.join(folder, "mask.npz")), ratio, t, t,
+                                 dense_info, found=False)
+                tickets[f"{run_dir.ratio_name(ratio)}@e{t}"] = info
+    meter.stop()
+    rd.update_report(ticket=tickets, phases={"draw": {
+        "done": True, "epochs": 0, "seconds": round(meter.seconds, 3), "flops": 0,
+        "precision": "fp32", "energy": meter.energy(), "dense": dense_info}})
+
+
+def _set_weights(model, last, path: Optional[str]):
+    if path is None:
+        model.set_weights(last)
+    else:
+        model.load_weights(path)
+
+
+def read_mask(path):
+    """{BN key: bool array} from a mask.npz."""
+    with np.load(path) as data:
+        return {k: data[k].astype(bool) for k in data.files}
+
+
+def _draw_one(cfg, folder, dense, masks, ratio, epoch, start, dense_info, found):
+    float_model = precision_lib.strip_precision(dense)
+    if cfg.round_multiple:
+        masks = round_masks(float_model, masks, multiple=cfg.round_multiple)
+    pruned = prune(float_model, masks)
+    if methods.get(cfg.method).retrain_mode(cfg) == "reinit":
+        keras.utils.set_random_seed(cfg.seed)
+        fresh = keras.models.clone_model(pruned)  # same architecture, new initial weights
+        fresh.build(pruned.input_shape)
+        pruned = fresh
+    flops, params = count_flops(pruned), count_params(pruned)
+    channels = summary(float_model, masks, print_fn=None)
+    meta = {"ratio": ratio, "epoch": int(epoch), "found": bool(found),
+            "retrain_start_epoch": int(start), "method": cfg.method, "retrain": cfg.retrain,
+            "params": params.total, "flops": flops.total, "per_layer": flops.per_layer,
+            "channels_kept": channels.kept, "channels_total": channels.total,
+            "channels": channels.as_dicts(),
+            "dense_params": dense_info["params"], "dense_flops": dense_info["flops"],
+            "flops_ratio": round(flops.total / max(dense_info["flops"], 1), 6),
+            "round_multiple": cfg.round_multiple}
+    if cfg.verbose:
+        print(f"ticket p={ratio:g} drawn at epoch {epoch} -> {folder}: params "
+              f"{dense_info['params']:,} -> {params.total:,}, FLOPs {dense_info['flops']:,} -> "
+              f"{flops.total:,}\n{channels.table()}")
+    with io_utils.atomic_dir(folder) as tmp:
+        pruned.save(os.path.join(tmp, "model.keras"))
+        np.savez(os.path.join(tmp, "mask.npz"), **masks)
+        io_utils.atomic_write_json(os.path.join(tmp, "meta.json"), meta)
+    return meta

@@ -1,0 +1,223 @@
+"""The run folder (`--workdir`): layout, config hash, resume-or-refuse, report.json.
+
+Layout of a run folder:
+
+    config.json            the validated config, its hash (`config_hash`)
+    versions.json          Python / TensorFlow / tf_keras / tfmot / eb_tf versions
+    report.json            schema_version, phases {search, draw, retrain, export},
+                           eb {ratio: {epoch, found}}, ticket {ratio: {params, flops,
+                           per_layer, ...}}, final {name: {validation, test, model}}
+    search/                per-epoch checkpoint (ckpt/), EarlyBird files (eb/),
+                           masks of every epoch (masks_p0.5.npz), init weights
+    tickets/p0.5/          the drawn ticket: model.keras, mask.npz, meta.json
+    retrain/p0.5/          per-epoch checkpoint (ckpt/), final.keras
+    tb/                    TensorBoard logs
+
+Opening an existing folder with the same config hash resumes it; another config is a
+`ValueError` naming every differing field. Every file is written atomically; opening a
+folder deletes the staging folders (`.tmp-*`, `.old-*`) a killed run left behind, so
+one run folder must be used by one process at a time.
+
+Example:
+
+    from eb_tf.pipeline import run_dir
+    rd = run_dir.RunDir.open("/tmp/run", run_cfg)     # creates or resumes
+    rd.update_report(eb={"0.5": {"epoch": 12, "found": True}})
+"""
+import dataclasses
+import importlib.metadata
+import os
+import platform
+import shutil
+import sys
+from typing import Optional
+
+from eb_tf import io_utils
+from eb_tf.pipeline import config as eb_config
+from eb_tf.version import __version__
+
+__all__ = ["RunDir", "SCHEMA_VERSION", "ratio_key", "ratio_name", "versions", "summary_table", "totals"]
+
+SCHEMA_VERSION = 1
+
+
+def ratio_key(ratio: float) -> str:
+    """'p0.5' for 0.5: the folder name of a ratio's ticket and retrain."""
+    return f"p{ratio:g}"
+
+
+def ratio_name(ratio: float) -> str:
+    """'0.5' for 0.5: the key of a ratio in the report's `eb`, `ticket` and `final`."""
+    return f"{ratio:g}"
+
+
+def versions() -> dict:
+    """Versions of everything that changes numbers, for versions.json."""
+    import numpy as np
+
+    from eb_tf.compat import keras, tf
+    out = {"python": sys.version.split()[0], "platform": platform.platform(),
+           "numpy": np.__version__, "tensorflow": tf.__version__,
+           "tf_keras": keras.__version__}
+    for dist in ("tensorflow-model-optimization", "eb_tf"):  # read, not imported: no side effects
+        try:
+            out[dist.replace("-", "_")] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:  # pragma: no cover - not installed
+            out[dist.replace("-", "_")] = None
+    out["eb_tf"] = out["eb_tf"] or __version__
+    return out
+
+
+class RunDir:
+    """Paths and report of one run folder; use `RunDir.open` (or `RunDir.existing`)."""
+
+    def __init__(self, path: str, cfg: eb_config.RunConfig):
+        self.path = os.path.abspath(path)
+        self.cfg = cfg
+        self.hash = eb_config.config_hash(cfg)
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, path: str, cfg: eb_config.RunConfig) -> "RunDir":
+        """Creates the run folder, or resumes it if its config hash is the same.
+
+        Raises:
+          ValueError: the folder holds another config (names the differing fields), or
+            the path exists and is not a folder.
+        """
+        path = os.path.abspath(path)
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ValueError(f"--workdir {path!r} exists and is not a folder")
+        rd = cls(path, cfg)
+        rd._remove_stale_temporaries()
+        config_path = rd.file("config.json")
+        if os.path.exists(config_path):
+            saved = io_utils.read_json(config_path)
+            if saved.get("config_hash") != rd.hash and not _same_with_new_defaults(saved, rd):
+                raise ValueError(_difference_message(path, saved.get("config", {}), cfg))
+            if saved.get("config") != cfg.to_dict():  # UNHASHED_FIELDS or new fields
+                io_utils.atomic_write_json(config_path, {"config_hash": rd.hash,
+                                                         "config": cfg.to_dict()})
+        else:
+            os.makedirs(path, exist_ok=True)
+            io_utils.atomic_write_json(config_path, {"config_hash": rd.hash,
+                                                     "config": cfg.to_dict()})
+            io_utils.atomic_write_json(rd.file("versions.json"), versions())
+        if not os.path.exists(rd.file("report.json")):
+            io_utils.atomic_write_json(rd.file("report.json"), rd._empty_report())
+        return rd
+
+    @classmethod
+    def existing(cls, path: str, overrides: Optional[dict] = None) -> "RunDir":
+        """Opens a run folder with the config it was created with (phase binaries)."""
+        config_path = os.path.join(os.path.abspath(path), "config.json")
+        if not os.path.exists(config_path):
+            raise ValueError(f"--workdir {path!r} is not a run folder (no config.json); run "
+                             "eb_search (or eb_train) there first, or pass --config")
+        values = dict(io_utils.read_json(config_path)["config"])
+        values.update(overrides or {})
+        return cls.open(path, eb_config.from_config_dict(values))
+
+    def _remove_stale_temporaries(self):
+        """Deletes the staging folders a killed run left behind (io_utils' .tmp-/.old-)."""
+        for parent, dirs, _ in os.walk(self.path):
+            for name in list(dirs):
+                if name.startswith((".tmp-", ".old-")):
+                    shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+                    dirs.remove(name)
+
+    def _empty_report(self) -> dict:
+        return {"schema_version": SCHEMA_VERSION, "config_hash": self.hash,
+                "method": self.cfg.method, "phases": {}, "eb": {}, "ticket": {},
+                "final": {}}
+
+    # ------------------------------------------------------------------ paths
+    def file(self, *parts: str) -> str:
+        return os.path.join(self.path, *parts)
+
+    def search_dir(self, *parts: str) -> str:
+        return self.file("search", *parts)
+
+    def ticket_dir(self, ratio: float, epoch: Optional[int] = None) -> str:
+        name = ratio_key(ratio) + ("" if epoch is None else f"_e{epoch}")
+        return self.file("tickets", name)
+
+    def retrain_dir(self, ratio: float, *parts: str) -> str:
+        return self.file("retrain", ratio_key(ratio), *parts)
+
+    def tb_dir(self, name: str) -> Optional[str]:
+        return self.file("tb", name) if self.cfg.tensorboard else None
+
+    # ------------------------------------------------------------------ report
+    def report(self) -> dict:
+        return io_utils.read_json(self.file("report.json"))
+
+    def update_report(self, **sections) -> dict:
+        """Merges `sections` (dicts merged one level deep) into report.json atomically."""
+        report = self.report()
+        for key, value in sections.items():
+            if isinstance(value, dict) and isinstance(report.get(key), dict):
+                report[key] = {**report[key], **value}
+            else:
+                report[key] = value
+        io_utils.atomic_write_json(self.file("report.json"), report)
+        return report
+
+    def phase_done(self, phase: str) -> bool:
+        return bool(self.report().get("phases", {}).get(phase, {}).get("done"))
+
+
+def _same_with_new_defaults(saved: dict, rd: RunDir) -> bool:
+    """True if the folder's config equals ours once fields added to RunConfig since the
+    folder was written take their defaults (an older eb_tf wrote it)."""
+    known = {f.name for f in dataclasses.fields(eb_config.RunConfig)}
+    values = {k: v for k, v in saved.get("config", {}).items() if k in known}
+    if set(saved.get("config", {})) - known:
+        return False  # a field this eb_tf no longer has: not the same run
+    try:
+        return eb_config.config_hash(eb_config.from_config_dict(values)) == rd.hash
+    except ValueError:
+        return False
+
+
+def _difference_message(path: str, saved: dict, cfg: eb_config.RunConfig) -> str:
+    now = cfg.to_dict()
+    saved = {**eb_config.RunConfig().to_dict(), **saved}  # fields added since: defaults
+    diffs = [f"config.{k}: {saved.get(k)!r} in the folder vs {now.get(k)!r} now"
+             for k in sorted(set(saved) | set(now))
+             if k not in eb_config.UNHASHED_FIELDS and saved.get(k) != now.get(k)]
+    return (f"--workdir {path!r} holds a run with another config ({'; '.join(diffs)}). "
+            "Use a new --workdir, or the folder's own config to resume it.")
+
+
+def totals(report: dict) -> dict:
+    """Epochs, seconds and training FLOPs summed over the report's phases."""
+    phases = [p for p in report.get("phases", {}).values() if isinstance(p, dict)]
+    return {name: round(sum(p.get(name, 0) or 0 for p in phases), 3) if name == "seconds"
+            else int(sum(p.get(name, 0) or 0 for p in phases))
+            for name in ("epochs", "seconds", "flops")}
+
+
+def summary_table(report: dict) -> str:
+    """The terminal summary: one row per phase, one per ticket/final model."""
+    lines = [f"EB Train summary (method={report.get('method')}, "
+             f"config {report.get('config_hash')})",
+             f"{'phase':<8} {'epochs':>6} {'seconds':>9} {'train FLOPs':>12} precision"]
+    for name in ("search", "draw", "retrain", "export"):
+        p = report.get("phases", {}).get(name)
+        if p and "seconds" in p:
+            lines.append(f"{name:<8} {p.get('epochs', 0):>6} {p['seconds']:>9.1f} "
+                         f"{p.get('flops', 0):>12.3g} {p.get('precision', '-')}")
+    total = totals(report)
+    lines.append(f"{'total':<8} {total['epochs']:>6} {total['seconds']:>9.1f} "
+                 f"{total['flops']:>12.3g}")
+    lines.append(f"{'model':<10} {'EB epoch':>8} {'found':>5} {'params':>10} {'FLOPs':>12} "
+                 f"{'val acc':>8} {'test acc':>8}")
+    for name, final in report.get("final", {}).items():
+        eb_entry = report.get("eb", {}).get(name, {})
+        val = final.get("validation")
+        lines.append(f"{name:<10} {str(eb_entry.get('epoch', '-')):>8} "
+                     f"{str(eb_entry.get('found', '-')):>5} {final.get('params', 0):>10,} "
+                     f"{final.get('flops', 0):>12,} "
+                     f"{'-' if val is None else f'{val:.4f}':>8} {final['test']:>8.4f}")
+    return "\n".join(lines)

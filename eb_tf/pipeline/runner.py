@@ -1,0 +1,98 @@
+"""EB Train end to end: search the Early-Bird ticket, draw it, retrain it (and baselines).
+
+`run(config, workdir)` is what `python -m binaries.eb_train` calls; the phase binaries
+call `run(..., phases=("search",))` and so on on the same run folder. What each phase
+does is read from the method's record (`eb_tf.pipeline.methods`: `eb`, `dense`, `ns`,
+`lt`, or one you register):
+
+- search (`eb_tf.pipeline.search`): dense training, with L1 on BN gammas and
+  `EarlyBird` for a pruning method, until every ratio's ticket emerges at epoch t
+  (`eb`) or for T epochs;
+- draw (`eb_tf.pipeline.draw`): the masks become physically smaller tickets
+  (`round_masks`, `prune`), loaded with the weights their retrain starts from;
+- retrain (`eb_tf.pipeline.retrain`): each ticket to epoch T, e.g. `inherit` (weights of
+  t, `fit(initial_epoch=t, epochs=T)` on the same epoch-indexed schedule: search +
+  retrain = T epochs), `reinit` (fresh init, T epochs) or `rewind` (weights and
+  schedule position of epoch k);
+- export (`eb_tf.pipeline.export_phase`): TFLite files of the final models.
+
+Every phase resumes from its last completed epoch after a kill and is skipped when its
+report entry says `done`. See `eb_tf.pipeline.run_dir` for the folder layout and report.
+`ratios='auto'` is resolved before the pipeline runs, by `eb_tf.tuning.resolve_auto`
+(the eb_train binary does it).
+
+Example:
+
+    from eb_tf import pipeline
+    cfg = pipeline.default_config()
+    cfg.dataset, cfg.model, cfg.epochs = "digits", "convnet", 20
+    report = pipeline.run(cfg, "/tmp/eb_run")
+    report["eb"]["0.5"]          # {"epoch": 7, "found": True, ...}
+"""
+from typing import Iterable
+
+from eb_tf.pipeline import config as eb_config
+from eb_tf.pipeline import distributed, methods, run_dir
+from eb_tf.pipeline.build import build_dense_model, check_model_name, determinism, load_splits
+from eb_tf.pipeline.draw import draw
+from eb_tf.pipeline.export_phase import export
+from eb_tf.pipeline.retrain import retrain
+from eb_tf.pipeline.search import search
+
+__all__ = ["PHASES", "run", "search", "draw", "retrain", "export", "load_splits",
+           "build_dense_model"]
+
+PHASES = ("search", "draw", "retrain", "export")
+_PHASE_FUNCTIONS = {"search": search, "draw": draw, "retrain": retrain, "export": export}
+
+
+def run(config, workdir: str, phases: Iterable[str] = PHASES, splits=None,
+        print_summary: bool = True) -> dict:
+    """Runs (or resumes) the phases of one run folder and returns its report.
+
+    Args:
+      config: an ml_collections ConfigDict (see `eb_tf.pipeline.default_config`), a dict
+        or a `RunConfig`; validated before anything is trained.
+      workdir: the run folder; same config -> resume, another config -> ValueError.
+      phases: a subset of ("search", "draw", "retrain", "export"), run in this order.
+      splits: optional `eb_tf.data` Splits to use instead of loading `config.dataset`
+        (your own data; the config hash does not see it).
+      print_summary: print the summary table at the end.
+
+    Returns:
+      The report dict (also in `workdir/report.json`).
+
+    Raises:
+      ValueError: bad config field, `ratios='auto'` not resolved yet, a method that only
+        the benchmark runs, unknown phase, a workdir holding another config, or a phase
+        whose input is missing (e.g. `draw` before `search`).
+    """
+    cfg = eb_config.from_config_dict(config)
+    if cfg.ratios == eb_config.AUTO_RATIOS:
+        raise ValueError("config.ratios='auto' is resolved before the pipeline runs: call "
+                         "eb_tf.tuning.resolve_auto(config, workdir + '/tune') and pass the "
+                         "config it returns (the eb_train binary does this)")
+    if methods.get(cfg.method).run is not None:
+        raise ValueError(f"config.method={cfg.method!r} is not run by the EB Train pipeline; "
+                         "run it in the benchmark (eb_bench --config.methods=...)")
+    phases = tuple(phases)
+    unknown = [p for p in phases if p not in PHASES]
+    if unknown or not phases:
+        raise ValueError(f"phases={phases!r}: each must be one of {PHASES}")
+    check_model_name(cfg)
+    # The strategy before any TF op; non-chief workers write to a temporary copy of the
+    # folder; search/retrain build and train in strategy.scope().
+    with distributed.pipeline(cfg, workdir) as dist:
+        rd = run_dir.RunDir.open(dist.workdir, cfg)
+        rd.update_report(distribute={p: dist.describe() for p in phases})
+        with determinism(cfg):
+            if splits is None and any(p != "draw" for p in phases):
+                splits = load_splits(cfg)
+            for phase in PHASES:
+                if phase in phases:
+                    with dist.scope(phase):
+                        _PHASE_FUNCTIONS[phase](dist.cfg, rd, dist.splits(splits))
+        report = rd.update_report(total=run_dir.totals(rd.report()))
+    if print_summary:
+        print(run_dir.summary_table(report))
+    return report

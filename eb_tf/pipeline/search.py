@@ -1,0 +1,72 @@
+"""The search phase: dense training (L1 on gammas, EarlyBird) to the tickets, or to T.
+
+What the search does is read from the run's method record (`eb_tf.pipeline.methods`):
+`search_l1` puts the L1 on the gammas, a pruning method tracks the masks with
+`EarlyBird` (recorded every epoch in `search/masks/`), `stops_at_ticket` ends the
+search once every ratio's ticket emerged (unless `config.keep_training`), and a rewind
+retrain saves the weights of `config.rewind_epoch`. A method that does not prune is
+evaluated at the end (`final.dense`). The phase resumes from its last completed epoch.
+
+Example:
+
+    from eb_tf.pipeline import search
+    search.search(cfg, rd, splits)       # rd: an eb_tf.pipeline.run_dir.RunDir
+    rd.report()["eb"]["0.5"]["epoch"]
+"""
+import os
+
+from eb_tf import io_utils
+from eb_tf.pipeline import costs, methods, run_dir, trainer
+from eb_tf.pipeline.build import build_dense_model
+from eb_tf.pruning.flops import count_flops, count_params
+from eb_tf.quantization import precision as precision_lib
+from eb_tf.sparsity.early_bird import EarlyBird
+
+__all__ = ["search"]
+
+
+def search(cfg, rd, splits):
+    """Dense training (+L1, +EarlyBird) to the tickets, or T epochs for the baselines."""
+    if rd.phase_done("search"):
+        return
+    method = methods.get(cfg.method)
+    prepared = precision_lib.prepare_for_precision(build_dense_model(cfg, splits),
+                                                   cfg.search_precision, "search")
+    model = trainer.compile_for_training(prepared.model, cfg, splits, prepared.wrap_optimizer)
+    init_path = rd.search_dir("weights_e0.h5")
+    if not os.path.exists(init_path):
+        io_utils.atomic_save_weights(model, init_path)
+    callbacks, stateful, bird = [], {}, None
+    if method.prunes:
+        bird = EarlyBird(ratios=cfg.ratios, threshold=cfg.threshold, window=cfg.window,
+                         scope=cfg.scope, min_channels=cfg.min_channels,
+                         stop_training=method.stops_at_ticket and not cfg.keep_training,
+                         save_dir=rd.search_dir("eb"), save_epochs=cfg.draw_epochs,
+                         verbose=1 if cfg.verbose else 0)
+        callbacks += [bird, trainer.MaskRecorder(bird, rd.search_dir("masks"))]
+        stateful["earlybird"] = bird
+    rewind = cfg.rewind_epoch if method.retrain_mode(cfg) == "rewind" else 0
+    if rewind:
+        callbacks.append(trainer.SaveWeightsAt(rewind, rd.search_dir(f"weights_e{rewind}.h5")))
+    done = (lambda: all(v is not None for v in bird.found_epochs.values())) \
+        if bird is not None and bird.stop_training else None
+    result = trainer.fit_resumable(model, cfg, splits, rd.search_dir("ckpt"), 0, callbacks,
+                                   stateful, rd.tb_dir("search"), done)
+    io_utils.atomic_save_model(model, rd.search_dir("final.keras"))
+    io_utils.atomic_write_json(rd.search_dir("history.json"), result["history"])
+    end = result["end_epoch"]
+    record = costs.phase_record(end, result["meter"], count_flops(model).total,
+                                end * trainer.samples_per_epoch(splits), cfg.search_precision,
+                                done=True, last_epoch=end, spec=prepared.spec)
+    sections = {"phases": {"search": record}}
+    if bird is not None:
+        sections["eb"] = {run_dir.ratio_name(r): {
+            "epoch": t if t is not None else end, "found": t is not None, "found_epoch": t,
+            "threshold": cfg.threshold, "window": cfg.window, "distances": bird.distances[r]}
+            for r, t in bird.found_epochs.items()}
+    else:
+        acc = trainer.evaluate(model, splits, cfg)
+        sections["final"] = {"dense": {**acc, "model": "search/final.keras",
+                                       "params": count_params(model).total,
+                                       "flops": count_flops(model).total}}
+    rd.update_report(**sections)

@@ -1,0 +1,240 @@
+"""The three passes behind `eb_tf.pruning.plan.analyze` (see that module's docstring).
+
+`forward` assigns channel identities and known constants, `solve` finds the physically
+needed positions and kept identities (a monotone fixed point), `physical` fixes every
+tensor's physical channels and each consumer's input channels. All work on a
+`channel_plan.Plan`.
+"""
+import numpy as np
+
+from eb_tf.compat import keras
+
+__all__ = ["forward", "solve", "physical"]
+L = keras.layers
+_UNKNOWN_DIM = 16          # spatial size used to evaluate layers on constant inputs
+_MAX_ROUNDS = 64
+
+
+def _nan(n):
+    return np.full(n, np.nan)
+
+
+def _evaluate(plan, op, in_vals) -> np.ndarray:
+    """Per output channel: the value if the layer maps these constants to a spatially
+    uniform constant, NaN otherwise (variable channels are filled with 0)."""
+    xs = []
+    for key, v in zip(op.inputs, in_vals):
+        dims = [1] + [_UNKNOWN_DIM if d is None else d for d in plan.graph.tensors[key].shape[1:]]
+        xs.append(np.broadcast_to(np.where(np.isfinite(v), v, 0.0), dims).astype(np.float32))
+    kwargs = {"training": False} if getattr(op.layer, "_expects_training_arg", False) else {}
+    y = op.layer(xs[0] if len(xs) == 1 else xs, **kwargs)
+    y = np.asarray(y, dtype=np.float64).reshape(-1, plan.channels(op.outputs[0]))
+    lo, hi = y.min(axis=0), y.max(axis=0)
+    uniform = (hi - lo) <= 1e-6 * np.maximum(1.0, np.abs(hi))
+    return np.where(uniform & np.isfinite(hi), (lo + hi) / 2, np.nan)
+
+
+def _unary_vals(plan, op, h, v):
+    if h.const == "same":
+        return v.copy()
+    if h.const == "bn":
+        w, n = plan.weights(op.layer), v.size
+        gamma, beta = w.get("gamma", np.ones(n)), w.get("beta", np.zeros(n))
+        scale = gamma / np.sqrt(w["moving_variance"].astype(np.float64) + op.layer.epsilon)
+        return np.where(gamma == 0, beta, (v - w["moving_mean"]) * scale + beta)
+    if not np.isfinite(v).any():
+        return _nan(v.size)
+    return np.where(np.isfinite(v), _evaluate(plan, op, [v]), np.nan)
+
+
+def _join_vals(layer, vs):
+    vs = np.stack(vs)
+    if isinstance(layer, L.Add):
+        return vs.sum(axis=0)
+    if isinstance(layer, L.Subtract):
+        return vs[0] - vs[1]
+    if isinstance(layer, L.Multiply):
+        return np.where((vs == 0).any(axis=0), 0.0, vs.prod(axis=0))
+    if isinstance(layer, L.Average):
+        return vs.mean(axis=0)
+    if isinstance(layer, L.Maximum):
+        return vs.max(axis=0)
+    if isinstance(layer, L.Minimum):
+        return vs.min(axis=0)
+    same = np.all(vs == vs[0], axis=0)          # Concatenate on a non-channel axis
+    return np.where(same, vs[0], np.nan)
+
+
+def forward(plan) -> None:
+    """Channel identities (`plan.ids`) and constants (`plan.vals`, NaN = variable)."""
+    g, uf, producer_ids = plan.graph, plan.uf, {}
+    for t in g.inputs:
+        plan.ids[t], plan.vals[t] = uf.fresh(plan.channels(t)), _nan(plan.channels(t))
+    for op, h in zip(g.ops, plan.handlers):
+        ids = [plan.ids[t] for t in op.inputs]
+        vals = [plan.vals[t] for t in op.inputs]
+        out = op.outputs[0]
+        n_out = plan.channels(out)
+        if h.kind == "unary":
+            new_ids, new_vals = ids[0], _unary_vals(plan, op, h, vals[0])
+        elif h.kind == "producer":
+            if id(op.layer) not in producer_ids:
+                producer_ids[id(op.layer)] = uf.fresh(n_out)
+            new_ids = producer_ids[id(op.layer)]
+            new_vals = (_evaluate(plan, op, vals) if all(np.isfinite(v).all() for v in vals)
+                        else _nan(n_out))
+        elif h.kind == "join":
+            full = [i for i, t in enumerate(op.inputs) if plan.channels(t) == n_out]
+            for i in full[1:]:
+                uf.union(ids[full[0]], ids[i])
+            new_ids = ids[full[0]]
+            new_vals = _join_vals(op.layer, [np.broadcast_to(v, n_out) for v in vals])
+        elif h.kind == "concat":
+            new_ids, new_vals = np.concatenate(ids), np.concatenate(vals)
+        elif h.kind == "flatten":
+            reps = n_out // ids[0].size
+            new_ids, new_vals = np.tile(ids[0], reps), np.tile(vals[0], reps)
+        elif h.kind == "select":
+            idx = np.asarray(op.layer.indices)
+            new_ids, new_vals = ids[0][idx], vals[0][idx]
+        else:   # barrier
+            new_ids, new_vals = uf.fresh(n_out), _nan(n_out)
+        plan.ids[out], plan.vals[out] = new_ids, np.asarray(new_vals, dtype=np.float64)
+
+
+def _back(plan, op, h, r_out, v_out, kept):
+    """[(physically needed, value needed)] per input slot, given the output's needs."""
+    n_in = [plan.channels(t) for t in op.inputs]
+    if h.kind == "unary":
+        v = v_out.copy()
+        gamma = plan.weights(op.layer).get("gamma") if h.const == "bn" else None
+        if gamma is not None:
+            v &= gamma != 0                  # a zero-gamma BN channel ignores its input
+        return [(r_out.copy(), v)]
+    if h.kind == "producer":
+        if not v_out.any():
+            return [(np.zeros(n_in[0], bool), np.zeros(n_in[0], bool))]
+        vin = plan.vals[op.inputs[0]]
+        fold = h.foldable(op.layer) and not plan.shared(op)
+        need = np.isnan(vin) | ((vin != 0) & (not fold))
+        return [(need, need.copy())]
+    if h.kind == "join":
+        full = kept[plan.roots(op.outputs[0])] | r_out
+        vals = [np.broadcast_to(plan.vals[t], r_out.size) for t in op.inputs]
+        res = []
+        for i, n in enumerate(n_in):
+            if n != r_out.size:                # broadcast member (1 channel)
+                res.append((np.ones(1, bool), np.array([v_out.any()])))
+                continue
+            v = v_out.copy()
+            if isinstance(op.layer, L.Multiply):
+                for j, other in enumerate(vals):
+                    if j != i:
+                        v &= other != 0
+            res.append((full.copy(), v))
+        return res
+    if h.kind == "concat":
+        cuts = np.cumsum(n_in)[:-1]
+        return list(zip(np.split(r_out, cuts), np.split(v_out, cuts)))
+    if h.kind == "flatten":
+        reps = r_out.size // n_in[0]
+        return [(r_out.reshape(reps, n_in[0]).any(axis=0), v_out.reshape(reps, n_in[0]).any(axis=0))]
+    if h.kind == "select":
+        idx = np.asarray(op.layer.indices)
+        r, v = np.zeros(n_in[0], bool), np.zeros(n_in[0], bool)
+        np.logical_or.at(r, idx, r_out if r_out.any() else np.arange(idx.size) == 0)
+        np.logical_or.at(v, idx, v_out)
+        return [(r, v)]
+    return [(np.ones(n_in[0], bool), np.ones(n_in[0], bool))]   # barrier
+
+
+def _reverse(plan, kept, acc):
+    g = plan.graph
+    req = {k: np.zeros(plan.channels(k), bool) for k in g.tensors}
+    val = {k: np.zeros(plan.channels(k), bool) for k in g.tensors}
+    for t in g.outputs:
+        req[t][:] = True
+        val[t][:] = True
+    need, changed = {}, False
+    for op in reversed(g.ops):
+        h = plan.handlers[op.index]
+        res = _back(plan, op, h, req[op.outputs[0]], val[op.outputs[0]], kept)
+        if h.stateful and plan.shared(op):     # one set of weights: calls must agree
+            slots = acc.setdefault(id(op.layer), [np.zeros_like(r) for r, _ in res])
+            for i, (r, v) in enumerate(res):
+                merged = slots[i] | r
+                if not merged.any():
+                    merged[0] = True
+                changed |= not np.array_equal(merged, slots[i])
+                slots[i] = merged
+                res[i] = (merged.copy(), v | merged)
+        for slot, (t, (r, v)) in enumerate(zip(op.inputs, res)):
+            req[t] |= r
+            val[t] |= v
+            need[(op.index, slot)] = r
+    return req, need, changed
+
+
+def solve(plan) -> None:
+    """Fixed point of the reverse pass: `plan.need` per edge, `plan.kept` identities."""
+    g = plan.graph
+    kept = np.zeros(plan.uf.parent.size, bool)
+    for t in g.inputs:
+        kept[plan.roots(t)] = True
+    acc = {}
+    for _ in range(_MAX_ROUNDS):
+        req, need, changed = _reverse(plan, kept, acc)
+        new = kept.copy()
+        for t, r in req.items():
+            new[plan.roots(t)[r]] = True
+        for op, h in zip(g.ops, plan.handlers):
+            if h.kind in ("producer", "join"):
+                roots = plan.roots(op.outputs[0])
+                if not new[roots].any():
+                    new[roots[0]] = True     # never remove the last channel of a space
+        if not changed and np.array_equal(new, kept):
+            plan.kept, plan.need, plan.required = kept, need, req
+            return
+        kept = new
+    raise RuntimeError(f"channel pass did not converge in {_MAX_ROUNDS} rounds")
+
+
+def physical(plan) -> None:
+    """`plan.phys` (physical channels per tensor) and `plan.p_in` (per consumer edge)."""
+    g = plan.graph
+    for t in g.inputs:
+        plan.phys[t] = np.arange(plan.channels(t))
+    for op, h in zip(g.ops, plan.handlers):
+        p_ins = []
+        for slot, t in enumerate(op.inputs):
+            p = np.flatnonzero(plan.need[(op.index, slot)])
+            if p.size == 0:
+                p = plan.phys[t][:1]
+            if not np.isin(p, plan.phys[t]).all():
+                raise RuntimeError(f"internal error: {op.layer.name!r} reads channels "
+                                   f"{np.setdiff1d(p, plan.phys[t])} that were removed")
+            plan.p_in[(op.index, slot)] = p
+            p_ins.append(p)
+        out = op.outputs[0]
+        n_out = plan.channels(out)
+        if h.kind == "unary":
+            phys = p_ins[0]
+        elif h.kind == "producer":
+            phys = np.flatnonzero(plan.kept[plan.roots(out)])
+        elif h.kind == "join":
+            phys = next(p for t, p in zip(op.inputs, p_ins) if plan.channels(t) == n_out)
+        elif h.kind == "concat":
+            offsets = np.concatenate([[0], np.cumsum([plan.channels(t) for t in op.inputs])])
+            phys = np.concatenate([p + o for p, o in zip(p_ins, offsets)])
+        elif h.kind == "flatten":
+            n_in = plan.channels(op.inputs[0])
+            phys = (np.arange(n_out // n_in)[:, None] * n_in + p_ins[0][None, :]).reshape(-1)
+        elif h.kind == "select":
+            phys = np.flatnonzero(plan.required[out])
+            phys = phys if phys.size else np.arange(1)
+        else:
+            phys = np.arange(n_out)
+        plan.phys[out] = phys
+    for t in g.outputs:
+        if plan.phys[t].size != plan.channels(t):
+            raise RuntimeError("internal error: a model output lost channels")

@@ -1,0 +1,204 @@
+"""Structured pruning: `apply_masks` (the masked network) and `prune` (the smaller one).
+
+`apply_masks(model, masks)` copies the model with gamma = beta = 0 on every pruned
+BN channel: the reference semantics of network slimming and Early-Bird tickets.
+`prune(model, masks)` rebuilds it as a new functional model with the dead channels
+physically removed, weights copied from the masked network (BN moving statistics
+included), so that in inference
+
+    prune(model, masks)(x) == apply_masks(model, masks)(x)   (to ~1e-6 relative)
+
+Which channels die, and where a gather (`ChannelSelect`) is needed, is decided by
+`eb_tf.pruning.plan`; how each layer type is sliced by `eb_tf.pruning.handlers`.
+
+Example:
+
+    import eb_tf
+    masks = eb_tf.channel_masks(model, 0.5)          # {BN key: bool array}
+    small = eb_tf.prune(model, masks)
+    small.compile(...); small.fit(...)
+"""
+from typing import Dict
+
+import numpy as np
+
+from eb_tf.pruning import graph, handlers, plan as channel_plan
+from eb_tf.sparsity import batchnorm
+from eb_tf.pruning.channel_select import ChannelSelect
+from eb_tf.compat import check_tf_keras_model, keras, tf
+
+__all__ = ["apply_masks", "prune"]
+
+
+def apply_masks(model, masks: Dict[str, np.ndarray]):
+    """A copy of `model` with gamma = beta = 0 on the pruned channels of each BN.
+
+    Args:
+      model: a functional or Sequential tf_keras model (nested models are fine).
+      masks: {BN key (see `eb_tf.bn_layers`): bool array, True = keep}; BN layers
+        without a mask are copied unchanged.
+
+    Returns:
+      A new, uncompiled model of the same architecture and weights, masks applied.
+
+    Example:
+
+        masked = eb_tf.apply_masks(model, {"bn1": np.array([True, False, True])})
+
+    Raises:
+      ValueError: for an unknown mask key, a non-bool mask, a wrong length, or a model
+        that `keras.models.clone_model` cannot copy (subclassed models).
+    """
+    where = "eb_tf.apply_masks"
+    check_tf_keras_model(model, where)
+    masks, _ = channel_plan.check_masks(model, masks, where)
+    try:
+        clone = keras.models.clone_model(model)
+    except (ValueError, TypeError, NotImplementedError) as e:
+        raise ValueError(f"{where}: cannot copy model {model.name!r} "
+                         f"({type(model).__name__}): {e}. Use a functional or Sequential "
+                         "model.") from e
+    clone.set_weights(model.get_weights())
+    refs = {r.key: r.layer for r in batchnorm.bn_layers(clone, where=where)}
+    for key, mask in masks.items():
+        for var in (refs[key].gamma, refs[key].beta):
+            if var is not None:
+                var.assign(np.where(mask, var.numpy(), 0).astype(var.dtype.as_numpy_dtype))
+    return clone
+
+
+def prune(model, masks: Dict[str, np.ndarray]):
+    """A new functional model with the channels that `masks` make dead removed.
+
+    A channel is removed where it is zero for every consumer; where some consumers
+    still read it (the residual stream of a pre-activation ResNet), the others read
+    the stream through a `ChannelSelect` gather placed as early as possible. Add and
+    Multiply groups keep a channel while any member needs it; constants left by a
+    masked BN (e.g. after a sigmoid) are folded into the next Dense / 1x1 conv bias, or
+    the channel is kept. Model inputs and outputs keep their shapes; no channel space
+    loses its last channel.
+
+    Args:
+      model: a functional or Sequential tf_keras model; nested functional models
+        (e.g. a keras.applications backbone) and several inputs/outputs are supported.
+      masks: {BN key: bool array, True = keep}, as from `eb_tf.channel_masks`.
+
+    Returns:
+      An uncompiled functional model whose inference output equals
+      `apply_masks(model, masks)`'s.
+
+    Example:
+
+        small = eb_tf.prune(model, masks)
+        x = np.random.rand(2, 32, 32, 3).astype("float32")
+        np.testing.assert_allclose(small(x), eb_tf.apply_masks(model, masks)(x),
+                                   atol=1e-4)
+
+    Raises:
+      ValueError: for invalid masks, a subclassed model, or a layer the pruner does not
+        support (named with its class and the supported types); nothing is built then.
+    """
+    where = "eb_tf.prune"
+    check_tf_keras_model(model, where)
+    plan = channel_plan.analyze(model, masks, where)
+    return _Rebuilder(plan).build()
+
+
+class _Rebuilder:
+    """Walks the original nodes model by model and calls the pruned layers."""
+
+    def __init__(self, plan):
+        self.plan, self.g = plan, plan.graph
+        self.layers, self.assign = {}, []
+
+    def build(self):
+        model = self._model(self.g.model, top=True)
+        for layer, weights in self.assign:
+            layer.set_weights([weights[handlers.weight_name(v)] for v in layer.weights])
+        return model
+
+    def _model(self, m, top=False):
+        lookup, names, gathers = {}, {layer.name for layer in m.layers}, {}
+        new_inputs = []
+        for kt in tf.nest.flatten(m._nested_inputs):  # pylint: disable=protected-access
+            key = self.g.key(kt)
+            shape = kt.shape.as_list()
+            if not top:
+                shape[-1] = int(self.plan.phys[key].size)
+            inp = keras.Input(batch_shape=shape, dtype=kt.dtype,
+                              name=kt._keras_history.layer.name)  # pylint: disable=protected-access
+            new_inputs.append(inp)
+            lookup[key] = inp
+        for node in graph.model_nodes(m):
+            if isinstance(node.layer, keras.Model):
+                inner = self._model(node.layer)
+                inner.trainable = node.layer.trainable
+                args, kwargs = self._map(node, lookup, None, names, gathers)
+                outs = inner(*args, **kwargs)
+            else:
+                op = self.g.ops[self.g.op_of_node[id(node)]]
+                args, kwargs = self._map(node, lookup, op, names, gathers)
+                select = self._select_indices(op)
+                if select is not None and np.array_equal(select, np.arange(len(select))) \
+                        and len(select) == self.plan.p_in[(op.index, 0)].size:
+                    outs = args[0]                    # a gather that keeps everything
+                else:
+                    outs = self._layer(op, select)(*args, **kwargs)
+            for kt, y in zip(tf.nest.flatten(node.outputs), tf.nest.flatten(outs)):
+                lookup[self.g.key(kt)] = y
+        outputs = [lookup[self.g.key(kt)]
+                   for kt in tf.nest.flatten(m._nested_outputs)]  # pylint: disable=protected-access
+        return keras.Model(
+            tf.nest.pack_sequence_as(m._nested_inputs, new_inputs),  # pylint: disable=protected-access
+            tf.nest.pack_sequence_as(m._nested_outputs, outputs),  # pylint: disable=protected-access
+            name=m.name)
+
+    def _map(self, node, lookup, op, names, gathers):
+        """node.map_arguments over the new tensors, with gathers on narrowed edges."""
+        per_id = {}
+        for slot, (kt_id, _) in enumerate(node._keras_inputs_ids_and_indices):  # pylint: disable=protected-access
+            kt = node.keras_inputs[slot]
+            key = self.g.key(kt)
+            y = lookup[key]
+            if op is not None and self.plan.needs_gather(op, slot):
+                y = self._gather(op, slot, key, y, names, gathers)
+            per_id.setdefault(kt_id, []).append(y)
+        return node.map_arguments({k: list(reversed(v)) for k, v in per_id.items()})
+
+    def _gather(self, op, slot, key, y, names, gathers):
+        p = self.plan.p_in[(op.index, slot)]
+        cache_key = (key, tuple(p.tolist()))
+        if cache_key not in gathers:
+            name, n = f"{op.layer.name}_select", 1
+            while name in names:
+                n += 1
+                name = f"{op.layer.name}_select{n}"
+            names.add(name)
+            indices = np.searchsorted(self.plan.phys[key], p)
+            gathers[cache_key] = ChannelSelect(indices.tolist(), name=name)(y)
+        return gathers[cache_key]
+
+    def _select_indices(self, op):
+        if self.plan.handlers[op.index].kind != "select":
+            return None
+        p_in = self.plan.p_in[(op.index, 0)]
+        wanted = np.asarray(op.layer.indices)[self.plan.phys[op.outputs[0]]]
+        return np.searchsorted(p_in, wanted)
+
+    def _layer(self, op, select):
+        layer = op.layer
+        if id(layer) in self.layers:
+            return self.layers[id(layer)]
+        plan, h = self.plan, self.plan.handlers[op.index]
+        p_in = plan.p_in[(op.index, 0)]
+        a_out = plan.phys[op.outputs[0]]
+        fold = plan.fold(op) if h.kind == "producer" else None
+        fold_bias = fold is not None and bool(np.any(fold)) and not layer.use_bias
+        config = handlers.new_config(h, layer, p_in, a_out, select, fold_bias)
+        new = type(layer).from_config(config)
+        self.layers[id(layer)] = new
+        if layer.weights:
+            weights = handlers.slice_weights(
+                h, layer, plan.weights(layer), p_in, a_out, plan.channels(op.inputs[0]), fold)
+            self.assign.append((new, weights))
+        return new

@@ -1,0 +1,295 @@
+"""apply_masks / prune: exactness, liveness, named architectures, saving, errors."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import eb_tf
+from eb_tf.pruning import pruner, testing
+from eb_tf.pruning.channel_select import ChannelSelect
+from eb_tf.compat import keras, tf
+
+L = keras.layers
+T, F = True, False
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _data(model, seed=0, n=4):
+    shape = (n,) + tuple(model.input_shape[1:])
+    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+def _assert_exact(reference, pruned, x):
+    ref = reference(x, training=False)
+    out = pruned(x, training=False)
+    for r, o in zip(tf.nest.flatten(ref), tf.nest.flatten(out)):
+        assert r.shape == o.shape
+        assert testing.max_rel_error(r, o) <= 1e-4
+
+
+def _gathers(model):
+    return [layer for layer in model.layers if isinstance(layer, ChannelSelect)]
+
+
+def _mask_in_place(model, masks):
+    """The masked reference without a clone (gamma = beta = 0), for big models."""
+    refs = {r.key: r.layer for r in eb_tf.bn_layers(model)}
+    for key, mask in masks.items():
+        for var in (refs[key].gamma, refs[key].beta):
+            var.assign(np.where(mask, var.numpy(), 0.0).astype(np.float32))
+    return model
+
+
+@settings(max_examples=6)
+@given(seed=st.integers(0, 2 ** 20), keep=st.sampled_from([0.2, 0.5, 0.8]))
+def test_prune_equals_masked_model_on_random_graphs(seed, keep):
+    keras.backend.clear_session()
+    model, _ = testing.random_model(seed, activation="relu")
+    testing.randomize_bn(model, seed)
+    masks = testing.random_masks(model, seed, keep=keep)      # whole layers may die
+    masked = pruner.apply_masks(model, masks)
+    pruned = pruner.prune(model, masks)
+    _assert_exact(masked, pruned, _data(model, seed))
+    assert pruned.count_params() <= model.count_params()
+
+
+@settings(max_examples=5)
+@given(seed=st.integers(0, 2 ** 20))
+def test_pruned_widths_equal_independent_live_counts(seed):
+    keras.backend.clear_session()
+    model, spaces = testing.random_model(seed, activation="leaky")
+    testing.randomize_bn(model, seed)
+    masks = testing.random_masks(model, seed, min_keep=1)
+    x = _data(model, seed, n=8)
+    masked = pruner.apply_masks(model, masks)
+    testing.calibrate_bn(masked, x, seed)
+    pruned = pruner.prune(masked, masks)
+    _assert_exact(masked, pruned, x)
+    for producers in spaces:
+        live = int(testing.live_channels(masked, producers, x).sum())
+        varies = testing.data_dependent(masked, producers, x)
+        for name in producers:
+            width = pruned.get_layer(name).kernel.shape[-1]
+            if varies:
+                assert width == max(1, live), (name, producers)
+            else:   # a constant space: its channels may fold into the consumer's bias
+                assert width <= max(1, live), (name, producers)
+
+
+def _vgg_like():
+    x = inp = keras.Input((16, 16, 3))
+    for i, f in enumerate([8, 8, "M", 16, 16, "M"]):
+        if f == "M":
+            x = L.MaxPooling2D()(x)
+            continue
+        x = L.Conv2D(f, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
+        x = L.ReLU()(L.BatchNormalization(name=f"bn{i}")(x))
+    x = L.Dense(10, name="fc")(L.Flatten()(x))
+    return keras.Model(inp, x, name="vgg_like")
+
+
+def _preact_resnet(blocks=2, width=8):
+    x = inp = keras.Input((8, 8, 3))
+    x = L.Conv2D(width, 3, padding="same", name="stem")(x)
+    for b in range(blocks):
+        y = L.ReLU()(L.BatchNormalization(name=f"b{b}_bn1")(x))
+        y = L.Conv2D(width // 2, 3, padding="same", name=f"b{b}_conv1")(y)
+        y = L.ReLU()(L.BatchNormalization(name=f"b{b}_bn2")(y))
+        y = L.Conv2D(width, 3, padding="same", name=f"b{b}_conv2")(y)
+        x = L.Add()([x, y])
+    x = L.ReLU()(L.BatchNormalization(name="bn_final")(x))
+    return keras.Model(inp, L.Dense(5)(L.GlobalAveragePooling2D()(x)), name="preact")
+
+
+def test_prune_vgg_like_is_exact_smaller_and_gather_free():
+    model = _vgg_like()
+    testing.randomize_bn(model, 1)
+    masks = testing.random_masks(model, 1)
+    pruned = pruner.prune(model, masks)
+    _assert_exact(pruner.apply_masks(model, masks), pruned, _data(model))
+    assert not _gathers(pruned)
+    for i in (0, 1, 3, 4):
+        assert pruned.get_layer(f"conv{i}").filters == max(1, masks[f"bn{i}"].sum())
+    assert pruned.get_layer("fc").kernel.shape[0] == 16 * max(1, masks["bn4"].sum())
+
+
+def test_prune_preact_resnet_gathers_in_front_of_masking_bn():
+    model = _preact_resnet()
+    testing.randomize_bn(model, 2)
+    masks = {k: np.array(m) for k, m in {
+        "b0_bn1": [T, F, T, F, T, F, T, F], "b1_bn1": [F, F, F, F, T, T, T, T],
+        "bn_final": [T, T, F, F, F, F, F, F], "b0_bn2": [T, F, T, T]}.items()}
+    pruned = pruner.prune(model, masks)
+    _assert_exact(pruner.apply_masks(model, masks), pruned, _data(model))
+    assert pruned.get_layer("stem").filters == 8 - 1          # channel 3: masked everywhere
+    gathers = {g.name: g.indices for g in _gathers(pruned)}
+    assert gathers == {"b0_bn1_select": [0, 2, 3, 5], "b1_bn1_select": [3, 4, 5, 6],
+                       "bn_final_select": [0, 1]}
+    assert pruned.get_layer("b0_bn1").gamma.shape == (4,)     # the BN behind the gather
+    assert pruned.get_layer("b0_conv1").filters == 3
+
+
+def test_prune_mobilenetv2_alpha035_is_exact_and_smaller():
+    model = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35,
+                                           weights=None, classes=10)
+    testing.randomize_bn(model, 3)
+    masks = testing.random_masks(model, 3, keep=0.6)
+    pruned = pruner.prune(model, masks)
+    _assert_exact(_mask_in_place(model, masks), pruned, _data(model, n=2))
+    assert pruned.count_params() < 0.8 * model.count_params()
+    assert eb_tf.count_flops(pruned).total < eb_tf.count_flops(model).total
+
+
+@pytest.mark.parametrize("name, width", [
+    ("vgg16", 0.25), ("preresnet20_basic", 0.5),
+    pytest.param("preresnet56", 0.5, marks=pytest.mark.slow), ("resnet18", 0.125),
+    pytest.param("resnet50", 0.125, marks=pytest.mark.slow)])
+def test_prune_zoo_models_exact_and_smaller(name, width):
+    model = eb_tf.models.build(name, 10, (32, 32, 3), width=width)
+    testing.randomize_bn(model, 4)
+    masks = testing.random_masks(model, 4)
+    pruned = pruner.prune(model, masks)
+    _assert_exact(_mask_in_place(model, masks), pruned, _data(model, n=2))
+    assert eb_tf.count_flops(pruned).total < 0.8 * eb_tf.count_flops(model).total
+    assert pruned.count_params() < model.count_params()
+
+
+def test_prune_sequential_returns_functional_model():
+    model = keras.Sequential([keras.Input((6, 6, 2)), L.Conv2D(4, 3, name="c"),
+                              L.BatchNormalization(name="bn"), L.ReLU(), L.Flatten(),
+                              L.Dense(3, name="d")], name="seq")
+    testing.randomize_bn(model, 5)
+    masks = {"bn": np.array([F, T, T, F])}
+    pruned = pruner.prune(model, masks)
+    assert not isinstance(pruned, keras.Sequential) and pruned.name == "seq"
+    _assert_exact(pruner.apply_masks(model, masks), pruned, _data(model))
+    assert pruned.get_layer("d").kernel.shape == (16 * 2, 3)
+
+
+def test_prune_nested_multi_input_multi_output_and_shared_layer():
+    bb_in = keras.Input((8, 8, 3))
+    h = L.Conv2D(6, 3, padding="same", name="bb_c")(bb_in)
+    backbone = keras.Model(bb_in, L.ReLU()(L.BatchNormalization(name="bb_bn")(h)), name="bb")
+    shared = L.Conv2D(4, 1, name="shared")
+    a, b = keras.Input((8, 8, 3), name="a"), keras.Input((8, 8, 6), name="b")
+    fa = backbone(a)
+    fb = L.ReLU()(L.BatchNormalization(name="b_bn")(L.Conv2D(6, 1, name="b_c")(b)))
+    merged = L.Add()([shared(fa), shared(fb)])
+    out1 = L.Dense(2, name="o1")(L.GlobalAveragePooling2D()(merged))
+    out2 = L.Conv2D(3, 1, name="o2")(fa)
+    model = keras.Model({"a": a, "b": b}, {"cls": out1, "map": out2})
+    testing.randomize_bn(model, 6)
+    masks = {"bb/bb_bn": np.array([T, F, T, F, F, F]), "b_bn": np.array([F, F, T, T, F, F])}
+    pruned = pruner.prune(model, masks)
+    x = {"a": _data(backbone, 1, 2), "b": np.random.default_rng(2).normal(
+        size=(2, 8, 8, 6)).astype(np.float32)}
+    _assert_exact(pruner.apply_masks(model, masks), pruned, x)
+    # the shared conv reads the union {0, 2} | {2, 3} from both calls
+    assert pruned.get_layer("shared").kernel.shape[2] == 3
+    assert pruned.get_layer("bb").get_layer("bb_c").filters == 3
+    assert pruned.get_layer("b_c").filters == 3
+    assert [g.indices for g in _gathers(pruned)] == [[0, 1]]  # o2 reads only {0, 2}
+    assert pruned.output_names == model.output_names == ["o1", "o2"]
+    assert set(pruned(x, training=False)) == {"cls", "map"}   # the dict structure survives
+
+
+def test_prune_folds_sigmoid_constant_into_one_by_one_conv_bias():
+    inp = keras.Input((6, 6, 3))
+    x = L.Conv2D(4, 3, padding="same", name="c1")(inp)
+    x = L.Activation("sigmoid")(L.BatchNormalization(name="bn")(x))
+    folded = L.Conv2D(2, 1, use_bias=False, name="one")(x)
+    out = L.Conv2D(2, 3, padding="same", name="three")(L.MaxPooling2D()(folded))
+    model = keras.Model(inp, out)
+    testing.randomize_bn(model, 7)
+    masks = {"bn": np.array([T, F, T, F])}
+    pruned = pruner.prune(model, masks)
+    _assert_exact(pruner.apply_masks(model, masks), pruned, _data(model))
+    assert pruned.get_layer("c1").filters == 2
+    one = pruned.get_layer("one")
+    assert one.use_bias and one.kernel.shape == (1, 1, 2, 2)
+    w = model.get_layer("one").kernel.numpy()[0, 0]
+    np.testing.assert_allclose(one.bias.numpy(), 0.5 * (w[1] + w[3]), rtol=1e-5)
+
+
+def test_prune_twice_through_gathers_is_exact():
+    model = _preact_resnet()
+    testing.randomize_bn(model, 8)
+    masks = testing.random_masks(model, 8)
+    once = pruner.prune(model, masks)
+    masks2 = testing.random_masks(once, 9, keep=0.7)
+    twice = pruner.prune(once, masks2)
+    _assert_exact(pruner.apply_masks(once, masks2), twice, _data(model))
+
+
+def test_apply_masks_zeroes_gamma_beta_only_and_copies():
+    model = _vgg_like()
+    testing.randomize_bn(model, 10)
+    before = [w.copy() for w in model.get_weights()]
+    mask = np.array([T, F] * 4)
+    masked = pruner.apply_masks(model, {"bn0": mask})
+    for got, want in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(got, want)                 # original untouched
+    bn, orig = masked.get_layer("bn0"), model.get_layer("bn0")
+    np.testing.assert_array_equal(bn.gamma.numpy(), np.where(mask, orig.gamma.numpy(), 0))
+    np.testing.assert_array_equal(bn.beta.numpy(), np.where(mask, orig.beta.numpy(), 0))
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), orig.moving_mean.numpy())
+    np.testing.assert_array_equal(masked.get_layer("conv0").kernel.numpy(),
+                                  model.get_layer("conv0").kernel.numpy())
+
+
+def test_pruned_model_trains_and_converts_to_tflite():
+    model = _preact_resnet()
+    masks = testing.random_masks(model, 11)
+    pruned = pruner.prune(model, masks)
+    assert _gathers(pruned)
+    pruned.compile(optimizer="sgd", loss=keras.losses.MeanSquaredError())
+    loss = pruned.train_on_batch(_data(model), np.zeros((4, 5), np.float32))
+    assert np.isfinite(loss)
+    blob = tf.lite.TFLiteConverter.from_keras_model(pruned).convert()
+    assert len(blob) > 1000
+
+
+def test_pruned_model_saves_and_loads_in_fresh_process(tmp_path):
+    model = _preact_resnet()
+    testing.randomize_bn(model, 12)
+    pruned = pruner.prune(model, testing.random_masks(model, 12))
+    assert _gathers(pruned)
+    path, xpath = str(tmp_path / "pruned.keras"), str(tmp_path / "x.npy")
+    eb_tf.io_utils.atomic_save_model(pruned, path)
+    x = _data(model)
+    np.save(xpath, x)
+    code = ("import sys, numpy as np, eb_tf; from eb_tf.compat import keras; "
+            "m = keras.models.load_model(sys.argv[1]); "
+            "np.save(sys.argv[2] + '.out.npy', m(np.load(sys.argv[2]), training=False).numpy()); "
+            "print(sorted({type(l).__name__ for l in m.layers}))")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    run = subprocess.run([sys.executable, "-c", code, path, xpath], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "ChannelSelect" in run.stdout
+    np.testing.assert_allclose(np.load(xpath + ".out.npy"), pruned(x, training=False).numpy(),
+                               rtol=0, atol=1e-5)
+
+
+def test_prune_unsupported_layer_raises_before_building(monkeypatch):
+    def _no_build(plan):
+        raise AssertionError("the rebuild must not start")
+    monkeypatch.setattr(pruner, "_Rebuilder", _no_build)
+    inp = keras.Input((4, 4, 3))
+    x = L.BatchNormalization(name="bn")(L.Conv2D(3, 1)(inp))
+    model = keras.Model(inp, L.Dense(2)(L.Lambda(lambda t: t * 2, name="lam")(x)))
+    with pytest.raises(ValueError, match=r"eb_tf.prune: layer 'lam' \(Lambda\) is not supported"):
+        pruner.prune(model, {"bn": np.array([T, F, T])})
+
+
+def test_prune_and_apply_masks_reject_bad_input():
+    model = _vgg_like()
+    with pytest.raises(ValueError, match=r"eb_tf.prune: mask key 'bn9' is not a trainable"):
+        pruner.prune(model, {"bn9": np.ones(8, bool)})
+    with pytest.raises(ValueError, match=r"eb_tf.apply_masks: mask 'bn0' must be a bool"):
+        pruner.apply_masks(model, {"bn0": np.ones(8, np.int32)})
+    with pytest.raises(ValueError, match="eb_tf.prune expects a tf_keras.Model"):
+        pruner.prune("model", {})

@@ -1,0 +1,107 @@
+"""round_masks: widths become multiples, only top-|gamma| channels revive, still exact."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import eb_tf
+from eb_tf.pruning import plan as channel_plan, rounding, testing
+from eb_tf.compat import keras
+
+L = keras.layers
+
+
+def _chain(widths=(13, 21, 9)):
+    inp = keras.Input((8, 8, 3))
+    x = inp
+    for i, w in enumerate(widths):
+        x = L.Conv2D(w, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
+        x = L.ReLU()(L.BatchNormalization(name=f"bn{i}")(x))
+    out = L.Dense(4, name="fc")(L.GlobalAveragePooling2D()(x))
+    return keras.Model(inp, out)
+
+
+def _conv_widths(model):
+    return {l.name: l.filters for l in model.layers if isinstance(l, L.Conv2D)}
+
+
+def test_chain_widths_round_up_to_multiple_reviving_largest_gammas():
+    model = _chain()
+    testing.randomize_bn(model, seed=3)
+    masks = eb_tf.channel_masks(model, 0.6)
+    rounded = eb_tf.round_masks(model, masks, multiple=8)
+    gam = eb_tf.gammas(model)
+    for key, mask in masks.items():
+        new = rounded[key]
+        assert new[mask].all(), f"{key}: a kept channel was dropped"
+        width, total = int(new.sum()), new.size
+        assert width == total or width % 8 == 0, (key, width)
+        assert width == min(total, -(-int(mask.sum()) // 8) * 8)
+        revived = new & ~mask
+        still_pruned = ~new
+        if revived.any() and still_pruned.any():
+            assert np.abs(gam[key][revived]).min() >= np.abs(gam[key][still_pruned]).max()
+    pruned = eb_tf.prune(model, rounded)
+    widths = _conv_widths(pruned)
+    assert widths == {f"conv{i}": int(rounded[f"bn{i}"].sum()) for i in range(3)}
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    masked = eb_tf.apply_masks(model, rounded)
+    assert testing.max_rel_error(masked(x, training=False), pruned(x, training=False)) <= 1e-4
+
+
+def test_residual_group_rounds_the_union_of_its_members():
+    inp = keras.Input((8, 8, 3))
+    a = L.BatchNormalization(name="bn_a")(L.Conv2D(12, 1, use_bias=False, name="conv_a")(inp))
+    b = L.BatchNormalization(name="bn_b")(L.Conv2D(12, 1, use_bias=False, name="conv_b")(inp))
+    x = L.ReLU()(L.Add()([a, b]))
+    model = keras.Model(inp, L.Dense(2)(L.GlobalAveragePooling2D()(x)))
+    masks = {"bn_a": np.arange(12) < 3, "bn_b": (np.arange(12) >= 3) & (np.arange(12) < 5)}
+    rounded = eb_tf.round_masks(model, masks, multiple=4)
+    union = rounded["bn_a"] | rounded["bn_b"]
+    assert union.sum() == 8          # 5 live channels in the group -> 8
+    assert _conv_widths(eb_tf.prune(model, rounded)) == {"conv_a": 8, "conv_b": 8}
+
+
+def test_multiple_one_and_full_width_leave_masks_unchanged():
+    model = _chain((8, 16, 8))
+    testing.randomize_bn(model, seed=1)
+    masks = eb_tf.channel_masks(model, 0.5)
+    original = {k: v.copy() for k, v in masks.items()}
+    for multiple in (1, 64):
+        rounded = eb_tf.round_masks(model, masks, multiple=multiple)
+        expect = masks if multiple == 1 else {k: np.ones_like(v) for k, v in masks.items()}
+        assert {k: v.tolist() for k, v in rounded.items()} == \
+            {k: v.tolist() for k, v in expect.items()}
+    assert {k: v.tolist() for k, v in masks.items()} == \
+        {k: v.tolist() for k, v in original.items()}     # the input is not modified
+
+
+@pytest.mark.parametrize("multiple", [0, -8, 2.5, True, "8"])
+def test_bad_multiple_names_the_value(multiple):
+    model = _chain()
+    with pytest.raises(ValueError, match=r"eb_tf.round_masks: multiple must be an int >= 1, got"):
+        eb_tf.round_masks(model, eb_tf.channel_masks(model, 0.5), multiple=multiple)
+
+
+@settings(max_examples=5)
+@given(seed=st.integers(0, 2 ** 20), multiple=st.sampled_from([2, 4, 8]))
+def test_random_graphs_round_every_controllable_space_and_stay_exact(seed, multiple):
+    keras.backend.clear_session()
+    model, _ = testing.random_model(seed, activation="relu", max_width=12)
+    testing.randomize_bn(model, seed)
+    masks = testing.random_masks(model, seed, keep=0.4)
+    rounded = eb_tf.round_masks(model, masks, multiple=multiple)
+    for key, mask in masks.items():
+        assert rounded[key][mask].all()
+    plan = channel_plan.analyze(model, rounded)
+    before = rounding.space_widths(channel_plan.analyze(model, masks))
+    readers = rounding._readers(plan)   # pylint: disable=protected-access
+    for roots, (width, total) in rounding.space_widths(plan).items():
+        assert width >= before[roots][0]
+        if width % multiple and width != total:
+            # Not rounded: no masked BN reads a dead channel of it that could revive.
+            dead = [r for r, k in zip(roots, plan.kept[np.asarray(roots)]) if not k]
+            assert not any(not rounded[key][c] for r in dead for key, c in readers.get(r, []))
+    x = np.random.default_rng(seed).normal(size=(2,) + model.input_shape[1:]).astype(np.float32)
+    masked = eb_tf.apply_masks(model, rounded)
+    pruned = eb_tf.prune(model, rounded)
+    assert testing.max_rel_error(masked(x, training=False), pruned(x, training=False)) <= 1e-4
