@@ -4,10 +4,40 @@ Install for development (the README's command):
 
     pip install -e .[test]
 
-Only the `eb_tf` package is installed; `binaries/` and `configs/` are run from the
-project root (`python -m binaries.eb_train ...`) and are not site-packages.
+Installs the `eb_tf` package, the `binaries` package (the absl faces) and the
+console scripts of CONSOLE_SCRIPTS, so `eb-train --config=... --workdir=...` runs from
+any directory and is the same program as `python -m binaries.eb_train ...` from the
+project root. `configs` is installed too: several config files import their siblings
+(`from configs import quickstart`), which a console script, whose sys.path lacks the
+working directory, could not do otherwise. The version is read from eb_tf/version.py.
 """
+import os
+import re
+
 import setuptools
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+# name = binaries.<module>:run; each `run()` is `python -m binaries.<module>`.
+CONSOLE_SCRIPTS = [
+    "eb-train = binaries.eb_train:run",
+    "eb-search = binaries.eb_search:run",
+    "eb-prune = binaries.eb_prune:run",
+    "eb-retrain = binaries.eb_retrain:run",
+    "eb-export = binaries.eb_export:run",
+    "eb-tune = binaries.eb_tune:run",
+    "eb-bench = binaries.eb_bench:run",
+]
+
+
+def _version() -> str:
+    """`__version__` of eb_tf/version.py, read as text (importing eb_tf needs TensorFlow)."""
+    with open(os.path.join(_HERE, "eb_tf", "version.py"), encoding="utf-8") as f:
+        match = re.search(r"^__version__ = [\"']([^\"']+)[\"']", f.read(), re.MULTILINE)
+    if not match:
+        raise RuntimeError("eb_tf/version.py has no `__version__ = \"X.Y.Z\"` line")
+    return match.group(1)
+
 
 INSTALL_REQUIRES = [
     "tensorflow>=2.21,<2.22",
@@ -34,14 +64,15 @@ TEST_REQUIRES = [
 
 setuptools.setup(
     name="eb_tf",
-    version="0.1.0",
+    version=_version(),
     description="Early-Bird lottery tickets for tf_keras: find, draw and retrain pruned "
     "networks at a fraction of the training cost.",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=open(os.path.join(_HERE, "README.md"), encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=setuptools.find_packages(include=["eb_tf", "eb_tf.*"]),
+    packages=setuptools.find_packages(include=["eb_tf", "eb_tf.*", "binaries", "configs"]),
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TEST_REQUIRES},
+    entry_points={"console_scripts": CONSOLE_SCRIPTS},
     license="Apache-2.0",
 )

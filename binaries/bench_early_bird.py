@@ -11,12 +11,10 @@ the gammas alone. Runs in about 10 s on a CPU.
 """
 import time
 
-from absl import app
-from absl import flags
 import numpy as np
+from absl import flags
 
-import eb_tf
-from eb_tf.sparsity import batchnorm
+from binaries import cli
 
 _MODEL = flags.DEFINE_string("model", "vgg16", "eb_tf.models name.")
 _WIDTH = flags.DEFINE_float("width", 1.0, "Width multiplier of the model.", lower_bound=0.01)
@@ -28,6 +26,8 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the random gammas.")
 
 def bench(model, ratios, calls, warmup, seed=0):
     """{"median_ms", "p90_ms", "min_ms", "cpu_median_ms", "gammas_ms", "channels", "bn_layers"}."""
+    import eb_tf  # late: --help stays fast
+    from eb_tf.sparsity import batchnorm
     refs = batchnorm.bn_layers(model)
     rng = np.random.default_rng(seed)
     eb = eb_tf.EarlyBird(ratios=ratios, stop_training=False)
@@ -54,8 +54,9 @@ def bench(model, ratios, calls, warmup, seed=0):
             "bn_layers": len(refs)}
 
 
-def main(argv):
-    del argv
+@cli.main
+def main():
+    import eb_tf  # after flag parsing: --help stays fast
     model = eb_tf.models.build(_MODEL.value, 10, (32, 32, 3), width=_WIDTH.value)
     ratios = tuple(float(r) for r in _RATIOS.value)
     res = bench(model, ratios, _CALLS.value, _WARMUP.value, _SEED.value)
@@ -66,5 +67,10 @@ def main(argv):
           f"{res['cpu_median_ms']:.3f} ms CPU (reading gammas alone: {res['gammas_ms']:.3f} ms)")
 
 
+def run():
+    """`python -m binaries.bench_early_bird` as a function."""
+    cli.run(main)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -12,7 +12,9 @@ sparsity. Prints size, batch-1 latency (1 and N threads) and FLOPs, with ratios 
 dense model, per export mode. Run on a quiet machine and repeat (--repeats): latency
 medians move with other load. Takes about a minute per repeat for VGG-16 width 0.5.
 """
-from absl import app, flags, logging
+from absl import flags, logging
+
+from binaries import cli
 
 _MODEL = flags.DEFINE_string("model", "vgg16", "eb_tf.models name.")
 _WIDTH = flags.DEFINE_float("width", 0.5, "Width multiplier.", lower_bound=0.01)
@@ -32,21 +34,18 @@ _OUT = flags.DEFINE_string("out", None, "Folder for the .tflite files, table.md,
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of weights, gammas and calibration data.")
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+@cli.main
+def main():
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)   # the converter logs every SavedModel step
     import numpy as np  # after flag parsing: --help stays fast
+
     import eb_tf
     from eb_tf import io_utils
-    from eb_tf.export import compare
     from eb_tf.compat import keras
+    from eb_tf.export import compare
     keras.utils.set_random_seed(_SEED.value)
-    try:
-        dense = eb_tf.models.build(_MODEL.value, 10, (32, 32, 3), width=_WIDTH.value)
-    except ValueError as e:
-        raise app.UsageError(str(e)) from e
+    dense = eb_tf.models.build(_MODEL.value, 10, (32, 32, 3), width=_WIDTH.value)
     rng = np.random.default_rng(_SEED.value)
     for ref in eb_tf.bn_layers(dense):
         ref.gamma.assign(rng.uniform(0.0, 1.0, ref.gamma.shape).astype(np.float32))
@@ -70,5 +69,10 @@ def main(argv):
             io_utils.atomic_write_json(f"{_OUT.value}/rows_{repeat}.json", table.rows)
 
 
+def run():
+    """`python -m binaries.bench_export` as a function."""
+    cli.run(main)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

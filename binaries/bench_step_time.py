@@ -11,7 +11,9 @@ training steps of the three on the same random batch and prints ms/step next to 
 FLOPs ratio. The machine's other load moves the numbers: run it twice and compare.
 Takes about a minute on 2 CPU cores.
 """
-from absl import app, flags
+from absl import flags
+
+from binaries import cli
 
 _MODEL = flags.DEFINE_string("model", "vgg16", "eb_tf.models name.")
 _WIDTH = flags.DEFINE_float("width", 0.5, "Width multiplier.", lower_bound=0.01)
@@ -27,18 +29,14 @@ _REPEATS = flags.DEFINE_integer("repeats", 5, "Rounds (median reported).", lower
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of weights, gammas and the batch.")
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+@cli.main
+def main():
     import eb_tf  # after flag parsing: --help stays fast
     from eb_tf.bench import step_time
     from eb_tf.compat import keras
     keras.utils.set_random_seed(_SEED.value)
-    try:
-        shape = tuple(int(s) for s in _SHAPE.value)
-        dense = eb_tf.models.build(_MODEL.value, _CLASSES.value, shape, width=_WIDTH.value)
-    except ValueError as e:
-        raise app.UsageError(str(e)) from e
+    shape = tuple(int(s) for s in _SHAPE.value)
+    dense = eb_tf.models.build(_MODEL.value, _CLASSES.value, shape, width=_WIDTH.value)
     step_time.set_realistic_gammas(dense, seed=_SEED.value)
     masks = eb_tf.channel_masks(dense, _RATIO.value)
     rounded = eb_tf.round_masks(dense, masks, multiple=_ROUND.value)
@@ -52,5 +50,10 @@ def main(argv):
     print(step_time.format_step_table(rows))
 
 
+def run():
+    """`python -m binaries.bench_step_time` as a function."""
+    cli.run(main)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

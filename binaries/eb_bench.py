@@ -10,27 +10,26 @@ are read back, an interrupted one continues from its last epoch. Every field of 
 config can be overridden with --config.field=value (run fields: eb_tf/pipeline/config.py;
 bench fields: eb_tf/bench/benchmark.py BENCH_FIELDS).
 """
-from absl import app, flags
-from ml_collections import config_flags
+from binaries import cli
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Bench config file (configs/bench_cifar10.py:smoke|small|full); "
-    "override fields with --config.field=value.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Benchmark folder (created, or resumed).")
-flags.mark_flags_as_required(["config", "workdir"])
+_CONFIG, _WORKDIR = cli.define_run_flags(
+    "Benchmark folder (created, or resumed).",
+    config_help="Bench config file (configs/bench_cifar10.py:smoke|small|full); "
+    "override fields with --config.field=value.")
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+@cli.main
+def main():
     from eb_tf import bench  # after flag parsing: --help stays fast
-    try:
-        result = bench.run_benchmark(_CONFIG.value, _WORKDIR.value)
-    except ValueError as e:
-        raise app.UsageError(str(e)) from e
+    result = bench.run_benchmark(_CONFIG.value, _WORKDIR.value)
     with open(result["files"]["markdown"]) as f:
         print(f.read())
 
 
+def run():
+    """The console script `eb-bench`."""
+    cli.run(main)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

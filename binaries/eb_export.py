@@ -7,9 +7,11 @@ Writes WORKDIR/export/<name>/model_<mode>.tflite for each final model (and the d
 network of the search with --side_by_side, as the baseline of the ratios), the table
 WORKDIR/export/summary_<mode>.md, and an `export` section in WORKDIR/report.json.
 """
-from absl import app, flags
+from absl import flags
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder with final models.")
+from binaries import cli
+
+_WORKDIR = cli.define_run_flags("Run folder with final models.").workdir
 _MODE = flags.DEFINE_enum("mode", "int8", ["float32", "float16", "dynamic", "int8"],
                           "TFLite export mode.")
 _MODELS = flags.DEFINE_list("models", None, "Final models to export (report.json `final` "
@@ -21,22 +23,22 @@ _THREADS = flags.DEFINE_integer("num_threads", None, "N of the N-thread latency 
                                 "all cores).", lower_bound=1)
 _RUNS = flags.DEFINE_integer("num_runs", 100, "Timed batch-1 runs per latency.",
                              lower_bound=1)
-flags.mark_flags_as_required(["workdir"])
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from eb_tf.pipeline import export_phase  # after flag parsing: --help stays fast
-    try:
-        section = export_phase.export_run(
-            _WORKDIR.value, mode=_MODE.value, models=_MODELS.value,
-            side_by_side=_SIDE_BY_SIDE.value, evaluate=_EVALUATE.value,
-            num_threads=_THREADS.value, num_runs=_RUNS.value)
-    except ValueError as e:
-        raise app.UsageError(str(e)) from e
+@cli.main
+def main():
+    from eb_tf import pipeline  # after flag parsing: --help stays fast
+    section = pipeline.export_run(
+        _WORKDIR.value, mode=_MODE.value, models=_MODELS.value,
+        side_by_side=_SIDE_BY_SIDE.value, evaluate=_EVALUATE.value,
+        num_threads=_THREADS.value, num_runs=_RUNS.value)
     print(section["table"])
 
 
+def run():
+    """The console script `eb-export`."""
+    cli.run(main)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -6,28 +6,23 @@ r"""Phase 3 of EB Train: retrain the drawn tickets to the budget T (and export i
 Without --config the run folder's own config.json is used; with it, it must match.
 Writes retrain/p<r>/final.keras and the final accuracies into report.json.
 """
-from absl import app, flags
-from ml_collections import config_flags
+from binaries import cli
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Optional: the run's config file; default: WORKDIR/config.json.",
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder with drawn tickets.")
-flags.mark_flags_as_required(["workdir"])
+_CONFIG, _WORKDIR = cli.define_run_flags(
+    "Run folder with drawn tickets.",
+    config_help="Optional: the run's config file; default: WORKDIR/config.json.",
+    config_required=False)
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from eb_tf.pipeline import run_dir, runner
-    try:
-        config = _CONFIG.value
-        if config is None:
-            config = run_dir.RunDir.existing(_WORKDIR.value).cfg
-        runner.run(config, _WORKDIR.value, phases=("retrain", "export"))
-    except ValueError as e:
-        raise app.UsageError(str(e)) from e
+@cli.main
+def main():
+    cli.run_pipeline(_CONFIG.value, _WORKDIR.value, phases=("retrain", "export"))
+
+
+def run():
+    """The console script `eb-retrain`."""
+    cli.run(main)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run()

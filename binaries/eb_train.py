@@ -7,25 +7,23 @@ r"""EB Train end to end: search the Early-Bird ticket, draw it, retrain it (one 
 Every run option is a config field (`--config.field=value`, see eb_tf/pipeline/config.py);
 `--workdir` is the run folder: the same config resumes it, another one is an error.
 """
-from absl import app, flags
-from ml_collections import config_flags
+from binaries import cli
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Run config file (configs/*.py[:arg]); override fields with "
-    "--config.field=value.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (created, or resumed).")
-flags.mark_flags_as_required(["config", "workdir"])
+_CONFIG, _WORKDIR = cli.define_run_flags(
+    "Run folder (created, or resumed).",
+    config_help="Run config file (configs/*.py[:arg]); override fields with "
+    "--config.field=value.")
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from eb_tf.pipeline import runner  # after flag parsing: --help stays fast
-    try:
-        runner.run(_CONFIG.value, _WORKDIR.value)
-    except ValueError as e:
-        raise app.UsageError(str(e)) from e
+@cli.main
+def main():
+    cli.run_pipeline(_CONFIG.value, _WORKDIR.value)  # ratios=auto: tuned in WORKDIR/tune first
+
+
+def run():
+    """The console script `eb-train`."""
+    cli.run(main)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run()

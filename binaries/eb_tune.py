@@ -12,33 +12,34 @@ oracle, trials; see eb_tf/tuning/config.py). --workdir is the tuner directory: r
 to resume (completed trials are kept). Writes WORKDIR/results.md, results.json and
 chosen_config.py, a config file for `python -m binaries.eb_train`.
 """
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Tuning config file (configs/tune_*.py[:arg]); override fields with "
-    "--config.field=value and --config.tune.field=value.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Tuner directory (created, or resumed).")
+from binaries import cli
+
+_CONFIG, _WORKDIR = cli.define_run_flags(
+    "Tuner directory (created, or resumed).",
+    config_help="Tuning config file (configs/tune_*.py[:arg]); override fields with "
+    "--config.field=value and --config.tune.field=value.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Start afresh instead of resuming.")
 _CACHE_DIR = flags.DEFINE_string(
     "cache_dir", None, "Shared searches and measured tickets (default WORKDIR/searches); "
     "give another budget's run the first run's WORKDIR/searches to reuse its training.")
-flags.mark_flags_as_required(["config", "workdir"])
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+@cli.main
+def main():
     from eb_tf import tuning  # after flag parsing: --help stays fast
-    try:
-        result = tuning.tune(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value,
-                             cache_dir=_CACHE_DIR.value)
-    except ValueError as e:
-        raise app.UsageError(str(e)) from e
+    result = tuning.tune(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value,
+                         cache_dir=_CACHE_DIR.value)
     with open(result.files["markdown"]) as f:
         print(f.read())
     print(f"chosen config: {result.files['config']}")
 
 
+def run():
+    """The console script `eb-tune`."""
+    cli.run(main)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -9,31 +9,32 @@ epochs i and j of the search (warm = close). Writes, per ratio, WORKDIR/mask_dis
 """
 import os
 
-from absl import app, flags
+from absl import flags
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder of a search (eb, ns or lt).")
+from binaries import cli
+
+_WORKDIR = cli.define_run_flags("Run folder of a search (eb, ns or lt).").workdir
 _RATIO = flags.DEFINE_float("ratio", None, "Pruning ratio to plot (default: every ratio).")
 _OUT = flags.DEFINE_string("out", None, "PNG path (only with a single ratio).")
-flags.mark_flags_as_required(["workdir"])
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from eb_tf.pipeline import mask_plots, run_dir
-    try:
-        cfg = run_dir.RunDir.existing(_WORKDIR.value).cfg
-        ratios = cfg.ratios if _RATIO.value is None else (_RATIO.value,)
-        if _OUT.value and len(ratios) != 1:
-            raise ValueError(f"--out needs a single ratio; the run has {cfg.ratios}: pass "
-                             "--ratio")
-        for ratio in ratios:
-            out = _OUT.value or os.path.join(_WORKDIR.value, f"mask_distance_p{ratio:g}.png")
-            matrix = mask_plots.plot_distance_matrix(_WORKDIR.value, ratio, out)
-            print(f"p={ratio:g}: {matrix.shape[0]} epochs -> {out}")
-    except ValueError as e:
-        raise app.UsageError(str(e)) from e
+@cli.main
+def main():
+    from eb_tf.pipeline import mask_plots  # after flag parsing: --help stays fast
+    cfg = cli.resolve_config(None, _WORKDIR.value)  # the run folder's own config
+    ratios = cfg.ratios if _RATIO.value is None else (_RATIO.value,)
+    if _OUT.value and len(ratios) != 1:
+        raise ValueError(f"--out needs a single ratio; the run has {cfg.ratios}: pass --ratio")
+    for ratio in ratios:
+        out = _OUT.value or os.path.join(_WORKDIR.value, f"mask_distance_p{ratio:g}.png")
+        matrix = mask_plots.plot_distance_matrix(_WORKDIR.value, ratio, out)
+        print(f"p={ratio:g}: {matrix.shape[0]} epochs -> {out}")
+
+
+def run():
+    """`python -m binaries.mask_distance` as a function."""
+    cli.run(main)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run()

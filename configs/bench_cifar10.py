@@ -8,10 +8,12 @@ roughly 10-15 GPU-hours (an estimate, not measured here), weeks on a CPU. Subset
 `--config.methods=dense,eb`.
 
 The benchmark of eb_tf.bench: dense, ns, lt, eb, eb_int8 and tfmot side by side on
-one data pipeline. The dataset defaults to the shared real CIFAR-10
-(`../shared/data/cifar10-jpeg.npz`, decoded once by its `cifar10_npz.py` into
-/tmp/cifar10.npz, read as `npz:/tmp/cifar10.npz`) when that folder is present, else
-to scikit-learn's digits; `--config.dataset` takes any dataset of the pipeline.
+one data pipeline. The dataset defaults to the shared real CIFAR-10 when it is there
+(`../shared/data/cifar10-jpeg.npz` from the project root, or in the folder that
+$EB_TF_SHARED_DATA names) or already decoded: `npz:~/.cache/eb_tf/cifar10.npz` (under
+$EB_TF_CACHE when that is set), which the shared `cifar10_npz.py` (`config.data_prepare`)
+decodes on the first run; else to scikit-learn's digits. `--config.dataset` takes any
+dataset of the pipeline.
 
 Profiles:
 - `smoke`: digits, `convnet`, `config.SMOKE` (4 epochs, 256 images, window 2).
@@ -29,26 +31,30 @@ Profiles:
 import os
 
 from eb_tf import bench
+from eb_tf.data import cache
 from eb_tf.pipeline import config as eb_config
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_SHARED = (os.path.join(_ROOT, "..", "shared", "data"), "/work/shared/data")
-CIFAR10_NPZ = "/tmp/cifar10.npz"
 PROFILES = ("smoke", "small", "full")
 
 
+def cifar10_npz() -> str:
+    """The decoded shared CIFAR-10 in the eb_tf cache: ~/.cache/eb_tf/cifar10.npz."""
+    return cache.cache_path(cache.CIFAR10_FILE)
+
+
 def shared_cifar10_script() -> str:
-    """The shared data's cifar10_npz.py decoder, or '' when the folder is absent."""
-    for folder in _SHARED:
-        if os.path.exists(os.path.join(folder, "cifar10-jpeg.npz")):
-            return os.path.abspath(os.path.join(folder, "cifar10_npz.py"))
-    return ""
+    """The shared data's cifar10_npz.py decoder, or '' when the folder is absent.
+
+    The folder is `../shared/data` from the project root, or $EB_TF_SHARED_DATA.
+    """
+    return cache.shared_cifar10_script(_ROOT)
 
 
 def _default_dataset(cfg):
-    script = shared_cifar10_script()
-    if script or os.path.exists(CIFAR10_NPZ):
-        cfg.dataset, cfg.data_prepare = f"npz:{CIFAR10_NPZ}", script
+    script, npz = shared_cifar10_script(), cifar10_npz()
+    if script or os.path.exists(npz):
+        cfg.dataset, cfg.data_prepare = f"npz:{npz}", script
     else:
         cfg.dataset, cfg.model, cfg.lr = "digits", "convnet", 0.05
 

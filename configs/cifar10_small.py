@@ -1,20 +1,23 @@
-r"""python /work/shared/data/cifar10_npz.py /tmp/cifar10.npz   # once: decode (~5 s)
+r"""python -m eb_tf.data.cache cifar10   # once: decode (~5 s) into ~/.cache/eb_tf/cifar10.npz
 python -m binaries.eb_train --config=configs/cifar10_small.py --workdir=/tmp/eb_c10
 
 Expected run time: about 5 minutes on 2 CPU cores for `eb` (`dense` about 6, `ns` about
 11; pass --config.method=dense|ns). The shared data is CIFAR-10 stored as JPEG
-(../shared/data/README); `cifar10_npz.py` writes it in the keras.datasets layout, read
-here as `npz:/tmp/cifar10.npz`. Reduced: width 0.25, 10,000 training images, T = 20
-epochs, batch 128; otherwise the paper's recipe.
+(../shared/data/README, or the folder named by $EB_TF_SHARED_DATA); the first command
+runs its `cifar10_npz.py`, which writes it in the keras.datasets layout into the eb_tf
+cache, read here as `npz:~/.cache/eb_tf/cifar10.npz` (`$EB_TF_CACHE/cifar10.npz` when
+EB_TF_CACHE is set; `--config.dataset=npz:PATH` reads another copy). Reduced: width
+0.25, 10,000 training images, T = 20 epochs, batch 128; otherwise the paper's recipe.
 
 EB Train of a width-0.25 VGG-16 on the shared real CIFAR-10, at reduced scale.
 """
+from eb_tf.data import cache
 from eb_tf.pipeline import config as eb_config
 
 
 def get_config(arg=None):
     cfg = eb_config.default_config()
-    cfg.dataset = "npz:/tmp/cifar10.npz"
+    cfg.dataset = f"npz:{cache.cache_path(cache.CIFAR10_FILE)}"
     cfg.model = "vgg16"
     cfg.width = 0.25
     cfg.train_subset = 10000

@@ -20,21 +20,20 @@ first use.
 """
 import importlib
 
-from eb_tf import compat, data, distribute, export, io_utils, models, pipeline, pruning, \
-    quantization, sparsity
+from eb_tf import (compat, data, distribute, export, io_utils, models, pipeline, pruning,
+                   quantization, sparsity)
 from eb_tf.compat import keras
 from eb_tf.distribute import sync_batchnorm
 from eb_tf.export import (Comparison, ExportInfo, LatencyStats, LiteRTModel, compare_models,
                           convert_tflite, evaluate_accuracy, export_tflite, is_qat_model,
                           measure_latency)
 from eb_tf.pipeline import Ticket, export_run, load_ticket
-from eb_tf.pruning import (ChannelSelect, FlopsReport, ParamsReport, apply_masks,
-                           count_flops, count_params, prune, round_masks, summary)
-from eb_tf.quantization import (RETRAIN_PRECISIONS, SEARCH_PRECISIONS, PreparedModel,
-                                is_quantized, prepare_for_precision, strip_precision)
-from eb_tf.sparsity import (BNRef, EarlyBird, add_bn_l1, add_weight_decay, bn_layers,
-                            channel_masks, distance_matrix, gammas, mask_distance,
-                            masks_from_gammas)
+from eb_tf.pruning import (ChannelSelect, FlopsReport, ParamsReport, apply_masks, count_flops,
+                           count_params, prune, round_masks, summary)
+from eb_tf.quantization import (RETRAIN_PRECISIONS, SEARCH_PRECISIONS, PreparedModel, is_quantized,
+                                prepare_for_precision, strip_precision)
+from eb_tf.sparsity import (BNRef, EarlyBird, add_bn_l1, add_weight_decay, bn_layers, channel_masks,
+                            distance_matrix, gammas, mask_distance, masks_from_gammas)
 from eb_tf.version import __version__
 
 # name -> module that defines it; imported on first use (they need tfmot or keras_tuner).

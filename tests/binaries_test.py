@@ -1,19 +1,47 @@
 """The binaries as a user runs them: `python -m binaries.<name>` subprocesses on tiny data.
 
 Subprocesses rather than flagsaver: every binary defines --workdir (and most --config),
-so importing two of them into one test process is a DuplicateFlagError.
+so importing two of them into one test process is a DuplicateFlagError. The console
+scripts of setup.py are checked where `pip install -e .` put them on PATH.
 """
+import ast
 import os
+import re
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from tests.pipeline_testlib import (ROOT, check_report_consistency,
-                                    read_report, run_binary)
+from eb_tf import io_utils
+from tests.pipeline_testlib import ROOT, check_report_consistency, read_report, run_binary
 
 SMOKE = "--config=configs/quickstart.py:smoke"
+BINARIES = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "binaries"))
+                  if f.endswith(".py") and f not in ("__init__.py", "cli.py"))
+NEEDS_CONFIG = ("eb_train", "eb_search", "eb_tune", "eb_bench")
+
+
+def console_scripts():
+    """{script name: binaries module} of setup.py's CONSOLE_SCRIPTS."""
+    with open(os.path.join(ROOT, "setup.py"), encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    entries = next(ast.literal_eval(node.value) for node in tree.body
+                   if isinstance(node, ast.Assign)
+                   and [t.id for t in node.targets] == ["CONSOLE_SCRIPTS"])
+    scripts = {}
+    for entry in entries:
+        name, target = (s.strip() for s in entry.split("="))
+        module, function = target.split(":")
+        assert module.startswith("binaries.") and function == "run", entry
+        scripts[name] = module[len("binaries."):]
+    return scripts
+
+
+def _help_body(text: str) -> str:
+    """--help output without the line naming the main module (a path that differs)."""
+    return "\n".join(line for line in text.splitlines() if not re.fullmatch(r"\S*/\S+:", line))
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +89,72 @@ def test_missing_config_file_fails_naming_it(tmp_path):
     assert proc.returncode != 0
     assert "configs/nope.py" in proc.stderr
     assert not os.path.exists(tmp_path / "x")
+
+
+@pytest.mark.parametrize("name", BINARIES)
+def test_every_binary_imports_without_tensorflow_and_answers_help(name):
+    code = (f"import sys; import binaries.{name}; "
+            "print('tensorflow' in sys.modules, 'eb_tf' in sys.modules)")
+    imported = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                              text=True, timeout=60)
+    assert imported.stdout.split() == ["False", "False"], imported.stderr[-3000:]
+    proc = run_binary(name, "--help", timeout=60)
+    assert proc.returncode == 1, proc.stderr[-3000:]  # absl's --help exits with status 1
+    assert f"python -m binaries.{name}" in proc.stdout and "\nflags:\n" in proc.stdout
+
+
+@pytest.mark.parametrize("name", NEEDS_CONFIG)
+def test_missing_config_is_absls_required_flag_error(name, tmp_path):
+    proc = run_binary(name, f"--workdir={tmp_path}/w", timeout=60)
+    assert proc.returncode == 1
+    assert "flag --config=None: Flag --config must have a value other than None" in proc.stderr
+    assert not os.path.exists(tmp_path / "w")
+
+
+def test_extra_arguments_are_a_usage_error():
+    proc = run_binary("eb_export", "--workdir=/nonexistent", "extra", timeout=60)
+    assert proc.returncode == 1
+    assert "unexpected arguments: ['extra']" in proc.stderr
+
+
+def test_phase_binary_without_config_needs_a_run_folder(tmp_path):
+    proc = run_binary("eb_prune", f"--workdir={tmp_path}/none")
+    assert proc.returncode == 1
+    assert f"--workdir '{tmp_path}/none' is not a run folder (no config.json)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_console_scripts_are_installed_and_answer_help_as_the_binaries(tmp_path):
+    scripts = console_scripts()
+    assert set(scripts.values()) <= set(BINARIES)
+    found = {name: shutil.which(name) for name in scripts}
+    if not any(found.values()):
+        pytest.skip(f"none of {sorted(scripts)} is on PATH: the package was not installed "
+                    "with pip (pip install -e .[test])")
+    missing = sorted(name for name, path in found.items() if path is None)
+    assert not missing, f"{missing} not on PATH: run pip install -e .[test] again"
+    for name, module in scripts.items():
+        proc = subprocess.run([found[name], "--help"], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60)  # from another folder
+        assert proc.returncode == 1, (name, proc.stderr[-3000:])  # absl's --help: 1
+        expected = run_binary(module, "--help", timeout=60)
+        assert _help_body(proc.stdout) == _help_body(expected.stdout), name
+        assert "--workdir" in proc.stdout, name
+
+
+@pytest.mark.slow
+def test_eb_train_with_ratios_auto_tunes_in_workdir_tune_then_trains_the_choice(tmp_path):
+    workdir = str(tmp_path / "auto")
+    proc = run_binary("eb_train", "--config=configs/tune_quickstart.py:smoke",
+                      f"--workdir={workdir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    chosen = io_utils.read_json(os.path.join(workdir, "tune", "results.json"))["chosen"]
+    report = read_report(workdir)
+    assert list(report["final"]) == [f"{chosen['ratio']:g}"]
+    saved = io_utils.read_json(os.path.join(workdir, "config.json"))["config"]
+    assert saved["ratios"] == [chosen["ratio"]]
+    again = run_binary("eb_retrain", f"--workdir={workdir}")  # the folder's resolved config
+    assert again.returncode == 0, again.stderr[-3000:]
 
 
 @pytest.mark.slow

@@ -13,8 +13,7 @@ Example:
     result = bench.run_benchmark(bench_cifar10.get_config("smoke"), "/tmp/bench")
 """
 from eb_tf.bench.benchmark import (BENCH_FIELDS, METHODS, SCHEMA_VERSION, BenchOptions,
-                                   describe_options, method_config, run_benchmark,
-                                   split_config)
+                                   describe_options, method_config, run_benchmark, split_config)
 
 __all__ = ["METHODS", "BENCH_FIELDS", "BenchOptions", "split_config", "method_config",
            "run_benchmark", "describe_options", "SCHEMA_VERSION"]

@@ -40,10 +40,13 @@ import numpy as np
 
 from eb_tf import io_utils
 from eb_tf.bench import report as bench_report
+from eb_tf.bench import step_time as step_bench
 from eb_tf.bench import tfmot_baseline  # registers the `tfmot` method
-from eb_tf.pipeline import build, draw, run_dir, runner
-from eb_tf.pipeline import methods as methods_lib
+from eb_tf.pipeline import build
 from eb_tf.pipeline import config as eb_config
+from eb_tf.pipeline import draw
+from eb_tf.pipeline import methods as methods_lib
+from eb_tf.pipeline import run_dir, runner
 from eb_tf.pruning.pruner import prune
 from eb_tf.pruning.rounding import round_masks
 
@@ -148,6 +151,7 @@ def method_config(run_values: dict, method: str) -> eb_config.RunConfig:
 def _prepare_data(cfg, options):
     path = cfg.dataset[len("npz:"):] if cfg.dataset.startswith("npz:") else None
     if path and options.data_prepare and not os.path.exists(path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)  # e.g. the cache
         subprocess.run([sys.executable, options.data_prepare, path], check=True)
 
 
@@ -226,7 +230,6 @@ def _micro(workdir, cfg, options, reports) -> dict:
                   and methods_lib.resolve(t)[0].stops_at_ticket), None)
     if token is None:
         return {}
-    from eb_tf.bench import step_time as step_bench  # pylint: disable=import-outside-toplevel
     eb_dir = os.path.join(workdir, token)
     dense = draw.load_model(os.path.join(eb_dir, "search", "final.keras"))
     history = io_utils.read_json(os.path.join(eb_dir, "search", "history.json"))

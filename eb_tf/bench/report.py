@@ -29,6 +29,8 @@ Example:
 import os
 from typing import Dict, List, Optional
 
+from eb_tf import io_utils
+from eb_tf.bench import step_time as step_bench
 from eb_tf.pipeline import methods
 
 __all__ = ["predicted_cost", "method_row", "add_ratios", "markdown", "plot", "REFERENCES"]
@@ -114,8 +116,9 @@ def add_ratios(rows: List[dict]) -> List[dict]:
     `vs_ns` compares with the ns row of the same p (dense: the ns row if there is one
     p only); None where there is no such row, as `vs_dense` without a dense row.
     """
-    dense = next((r for r in rows if r["method"] == "dense"), None)
-    all_ns = [r for r in rows if r["method"] == "ns"]
+    dense_name, ns_name = REFERENCES
+    dense = next((r for r in rows if r["method"] == dense_name), None)
+    all_ns = [r for r in rows if r["method"] == ns_name]
     for row in rows:
         ns = next((r for r in all_ns if r["ratio"] == row["ratio"]), None)
         if row["ratio"] is None and len(all_ns) == 1:  # dense vs the one ns row
@@ -166,7 +169,6 @@ def markdown(result: dict) -> str:
                   f"{e['p90_ms']:.2f} ms) vs a median search epoch of {e['epoch_s']:.2f} s: "
                   f"{100 * e['fraction']:.3f}% of the epoch."]
     if micro.get("step_time"):
-        from eb_tf.bench import step_time as step_bench  # pylint: disable=import-outside-toplevel
         s = micro["step_time"]
         lines += ["", "## Train-step time vs FLOPs", "",
                   f"batch {s['batch']}, median of {s['repeats']} rounds of {s['steps']} steps "
@@ -182,7 +184,6 @@ def plot(result: dict, path: str) -> str:
     import matplotlib  # pylint: disable=import-outside-toplevel
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-    from eb_tf import io_utils  # pylint: disable=import-outside-toplevel
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for method in dict.fromkeys(r["method"] for r in result["rows"]):
         rows = [r for r in result["rows"] if r["method"] == method]

@@ -25,8 +25,11 @@ from typing import Dict, Mapping, Sequence
 
 import numpy as np
 
-from eb_tf.sparsity import batchnorm
 from eb_tf.compat import check_tf_keras_model, keras, tf
+from eb_tf.pipeline import trainer
+from eb_tf.pruning import flops as flops_lib
+from eb_tf.sparsity import batchnorm
+from eb_tf.sparsity.early_bird import EarlyBird
 
 __all__ = ["step_times", "earlybird_ms", "set_realistic_gammas", "format_step_table"]
 
@@ -50,7 +53,6 @@ def _batch_for(model, batch, seed):
 
 def _train_step(model):
     """A compiled SGD step of a private copy of `model` (the argument stays untouched)."""
-    from eb_tf.pipeline import trainer  # late: trainer imports the Keras callbacks machinery
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     loss_fn = keras.losses.SparseCategoricalCrossentropy(
@@ -99,7 +101,6 @@ def step_times(models: Mapping[str, "keras.Model"], batch=64, steps: int = 10,
     for name, value, lo in (("steps", steps, 1), ("warmup", warmup, 1), ("repeats", repeats, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < lo:
             raise ValueError(f"{name}={value!r} must be an int >= {lo}")
-    from eb_tf.pruning import flops as flops_lib  # late: flops walks every layer type
     runners, rounds = {}, {}
     for name, model in models.items():
         check_tf_keras_model(model, f"eb_tf.bench.step_time.step_times (model {name!r})")
@@ -152,7 +153,6 @@ def earlybird_ms(model, ratios: Sequence[float] = (0.5,), calls: int = 20,
     check_tf_keras_model(model, "eb_tf.bench.step_time.earlybird_ms")
     if isinstance(calls, bool) or not isinstance(calls, int) or calls < 1:
         raise ValueError(f"calls={calls!r} must be an int >= 1")
-    from eb_tf.sparsity.early_bird import EarlyBird  # late: keeps this module's import light
     refs = batchnorm.bn_layers(model)
     if not refs:
         raise ValueError(f"model {model.name!r} has no trainable BatchNormalization with a "

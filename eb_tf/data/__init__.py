@@ -9,10 +9,14 @@ Kinds of `name`:
 * `npz:PATH`: the keras.datasets layout (x_train, y_train, x_test, y_test);
 * `dir:PATH`: class sub-folders, `PATH/<class>/*` or `PATH/{train,test}/<class>/*`.
 
+Decoded copies of data sets live in one cache folder, `~/.cache/eb_tf` (or
+`$EB_TF_CACHE`); `eb_tf.data.cache` names it and the shared data folder, and
+`python -m eb_tf.data.cache cifar10` decodes the shared CIFAR-10 into it once.
+
 Example:
 
     import eb_tf
-    splits = eb_tf.data.load("npz:/tmp/cifar10.npz", batch_size=256, seed=0)
+    splits = eb_tf.data.load("npz:~/.cache/eb_tf/cifar10.npz", batch_size=256, seed=0)
     model.fit(splits.train_epochs(0, 160), epochs=160,
               steps_per_epoch=splits.steps_per_epoch, validation_data=splits.validation())
     model.evaluate(splits.test())

@@ -5,9 +5,10 @@ a train pool and a test split, the class names and the default augmentation.
 The validation split is carved from the train pool later (`splits.py`), with the
 seed; the test split here never depends on the seed.
 
-Example:
+Paths may start with `~` (the user's home). Example, the shared CIFAR-10 decoded into
+the eb_tf cache by `python -m eb_tf.data.cache cifar10` (see `cache.py`):
 
-    src = sources.load_npz("/tmp/cifar10.npz")
+    src = sources.load_npz("~/.cache/eb_tf/cifar10.npz")
     src.x_train.shape    # (50000, 32, 32, 3)
 """
 import dataclasses
@@ -75,10 +76,14 @@ def check_pair(x_train, x_test, where: str):
 def load_npz(path: str) -> ArraySource:
     """Arrays in the keras.datasets layout: x_train, y_train, x_test, y_test."""
     where = f"npz:{path}"
+    path = os.path.expanduser(path)
     if not os.path.isfile(path):
+        # Imported here: `python -m eb_tf.data.cache` must find it not yet imported.
+        from eb_tf.data import cache  # pylint: disable=import-outside-toplevel
         raise ValueError(f"{where}: no such file. Give the path of an .npz with keys "
-                         f"{list(NPZ_KEYS)} (e.g. the output of "
-                         f"`python ../shared/data/cifar10_npz.py /tmp/cifar10.npz`).")
+                         f"{list(NPZ_KEYS)} (e.g. the shared CIFAR-10, which "
+                         f"`python -m eb_tf.data.cache cifar10` decodes into "
+                         f"{cache.cache_path(cache.CIFAR10_FILE)}).")
     try:
         with np.load(path, allow_pickle=False) as f:
             found = sorted(f.files)
@@ -108,6 +113,7 @@ def load_digits(image_size: int = 16, channels: int = 1,
     The test split is a fixed 20% (seed-independent); no flips in augmentation.
     """
     from sklearn.datasets import load_digits as sk_digits  # pylint: disable=import-outside-toplevel
+
     from eb_tf.compat import tf  # pylint: disable=import-outside-toplevel
     if channels not in (1, 3):
         raise ValueError(f"digits: channels must be 1 or 3, got {channels!r}.")
@@ -178,6 +184,7 @@ def load_dir(path: str, image_size: Optional[int] = None, channels: Optional[int
     (seed-independent) becomes the test split.
     """
     where = f"dir:{path}"
+    path = os.path.expanduser(path)
     if not os.path.isdir(path):
         raise ValueError(f"{where}: no such directory. Give a folder of class sub-folders "
                          f"(PATH/<class>/<image>) or PATH/train/<class> + PATH/test/<class>.")

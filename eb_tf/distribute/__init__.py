@@ -10,11 +10,10 @@ Example:
     with strategy.scope():
         model = distribute.sync_batchnorm(model)
 """
-from eb_tf.distribute.cluster import (TaskInfo, is_chief, remove_write_dir, task_info,
-                                      worker_dir, write_dir)
-from eb_tf.distribute.strategy import (LR_REFERENCE_BATCH, LR_SCALINGS, STRATEGIES,
-                                       get_strategy, per_replica_batch, scaled_lr,
-                                       shard_by_data, to_strategy)
+from eb_tf.distribute.cluster import (TaskInfo, is_chief, remove_write_dir, task_info, worker_dir,
+                                      write_dir)
+from eb_tf.distribute.strategy import (LR_REFERENCE_BATCH, LR_SCALINGS, STRATEGIES, get_strategy,
+                                       per_replica_batch, scaled_lr, shard_by_data, to_strategy)
 from eb_tf.distribute.sync_bn import sync_batchnorm
 
 __all__ = ["STRATEGIES", "LR_SCALINGS", "LR_REFERENCE_BATCH", "TaskInfo", "get_strategy",

@@ -18,8 +18,8 @@ Example:
     with strategy.scope():
         model = eb_tf.sync_batchnorm(eb_tf.models.build("vgg16", 10, (32, 32, 3)))
 """
-from eb_tf.sparsity import batchnorm
 from eb_tf.compat import BatchNormalizationBase, check_tf_keras_model, keras
+from eb_tf.sparsity import batchnorm, regularizers
 
 __all__ = ["sync_batchnorm", "is_synchronized", "SyncBatchNormalization"]
 
@@ -87,4 +87,4 @@ def _convert(model, where):
         pairs.append((layer, new))
         return new
 
-    return batchnorm.clone_with_weights(model, clone_layer, pairs)
+    return regularizers.clone_with_weights(model, clone_layer, pairs)

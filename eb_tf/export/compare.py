@@ -22,8 +22,9 @@ import os
 import tempfile
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from eb_tf.export import litert, tflite
 from eb_tf.compat import check_tf_keras_model, keras
+from eb_tf.export import litert, tflite
+from eb_tf.pruning.flops import count_flops
 
 __all__ = ["Comparison", "compare_models", "magnitude_pruned"]
 
@@ -180,10 +181,6 @@ def _add_ratios(rows):
 
 
 def _flops(model) -> Optional[int]:
-    try:
-        from eb_tf.pruning.flops import count_flops  # pylint: disable=import-outside-toplevel
-    except ImportError:
-        return None
     try:
         return count_flops(model).total
     except ValueError:          # e.g. dynamic shapes: leave the column empty

@@ -32,6 +32,7 @@ import numpy as np
 
 from eb_tf import io_utils
 from eb_tf.compat import check_tf_keras_model, keras, tf
+from eb_tf.export.litert import LiteRTModel
 
 __all__ = ["MODES", "ExportInfo", "export_tflite", "convert_tflite", "is_qat_model",
            "check_mode", "DEFAULT_CALIBRATION_SAMPLES"]
@@ -237,7 +238,6 @@ def _strip_pruning(model):
 
 
 def _io_dtypes(flatbuffer):
-    from eb_tf.export.litert import LiteRTModel  # pylint: disable=import-outside-toplevel
     runner = LiteRTModel(flatbuffer)
     return (tuple(np.dtype(d["dtype"]).name for d in runner.input_details),
             tuple(np.dtype(d["dtype"]).name for d in runner.output_details))

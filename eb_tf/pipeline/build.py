@@ -21,7 +21,7 @@ from eb_tf.compat import keras, tf
 from eb_tf.distribute import sync_bn
 from eb_tf.pipeline import config as eb_config
 from eb_tf.pipeline import methods
-from eb_tf.sparsity.batchnorm import add_bn_l1, add_weight_decay
+from eb_tf.sparsity.regularizers import add_bn_l1, add_weight_decay
 
 __all__ = ["load_splits", "build_dense_model", "determinism", "check_model_name"]
 

@@ -32,7 +32,7 @@ from eb_tf.pipeline import methods
 from eb_tf.quantization.modes import RETRAIN_PRECISIONS, SEARCH_PRECISIONS
 
 __all__ = ["RunConfig", "default_config", "from_config_dict", "config_hash", "describe",
-           "apply_arg",
+           "apply_arg", "is_auto",
            "RETRAIN_MODES", "SEARCH_PRECISIONS", "RETRAIN_PRECISIONS",
            "EXPORT_MODES", "SMOKE", "UNHASHED_FIELDS", "AUTO_RATIOS"]
 
@@ -202,6 +202,13 @@ def from_config_dict(cfg: Any) -> RunConfig:
                 value = (value,)
             values[name] = shrink(value)
     return RunConfig(**values)
+
+
+def is_auto(config) -> bool:
+    """True if a config (ConfigDict, dict or RunConfig) asks for `ratios='auto'`."""
+    ratios = config.ratios if isinstance(config, RunConfig) else (
+        config.get("ratios") if isinstance(config, (dict, ml_collections.ConfigDict)) else None)
+    return ratios in ("auto", ["auto"], AUTO_RATIOS)
 
 
 def config_hash(cfg: RunConfig) -> str:

@@ -1,6 +1,6 @@
 """The pipeline's side of tf.distribute: the strategy, folders and scopes of one run.
 
-`train_lib.run` opens one `pipeline(cfg, workdir)` around its phases. It creates the
+`eb_tf.pipeline.run` opens one `pipeline(cfg, workdir)` around its phases. It creates the
 strategy named by `config.strategy` (before any other TensorFlow op: multi-worker
 training needs that), checks that `config.batch_size` (the GLOBAL batch) splits evenly
 over the replicas, applies `config.lr_scaling`, and gives each phase
@@ -16,12 +16,12 @@ over the replicas, applies `config.lr_scaling`, and gives each phase
   the single-device sequence of global batches;
 - `run.cfg`: the config the phases train with (learning rate scaled).
 
-Example (what `train_lib.run` does):
+Example (what `eb_tf.pipeline.run` does):
 
-    with distributed_run.pipeline(cfg, workdir) as dist:
+    with distributed.pipeline(cfg, workdir) as dist:
         rd = run_dir.RunDir.open(dist.workdir, cfg)
         with dist.scope("search"):
-            train_lib.search(dist.cfg, rd, dist.splits(splits))
+            search.search(dist.cfg, rd, dist.splits(splits))
 """
 import contextlib
 import dataclasses

@@ -1,9 +1,10 @@
 """The draw phase of EB Train: turn each ratio's mask into a physically smaller ticket.
 
 For each pruning ratio: take the mask of the ticket epoch t (the EarlyBird files of the
-search) or, if no ticket emerged or for the `ns`/`lt` baselines, draw it from the last
-epoch; load into the dense model the weights the retrain starts from (epoch t for
-`inherit`/`ns`, epoch k for `rewind`/`lt`), strip low-precision wrappers, optionally
+search) for a method whose record `stops_at_ticket`, else (or if no ticket emerged) draw
+it from the last epoch; load into the dense model the weights the retrain starts from,
+as the record's retrain mode says (`eb_tf.pipeline.methods`: epoch t for `inherit`, the
+last epoch for `trained`, epoch k for `rewind`), strip low-precision wrappers, optionally
 `round_masks`, then `prune`. Each ticket lands in `tickets/p{r:g}/` (`model.keras`,
 `mask.npz`, `meta.json` with params, FLOPs, per-layer FLOPs and the retrain start
 epoch), written atomically. With `draw_epochs` the tickets drawn at those epochs
@@ -11,9 +12,9 @@ epoch), written atomically. With `draw_epochs` the tickets drawn at those epochs
 
 Example:
 
-    from eb_tf.pipeline import config as eb_config, draw as drawing, run_dir
+    from eb_tf.pipeline import config as eb_config, draw, run_dir
     cfg = eb_config.from_config_dict(run_dir_config)
-    drawing.draw(cfg, run_dir.RunDir.open("/tmp/run", cfg))   # after the search
+    draw.draw(cfg, run_dir.RunDir.open("/tmp/run", cfg))   # after the search
 """
 import os
 from typing import Optional
@@ -21,13 +22,13 @@ from typing import Optional
 import numpy as np
 
 from eb_tf import io_utils
-from eb_tf.pipeline import costs, methods, run_dir
-from eb_tf.quantization import precision as precision_lib
 from eb_tf.compat import keras
+from eb_tf.pipeline import costs, methods, run_dir
 from eb_tf.pruning.channel_summary import summary
 from eb_tf.pruning.flops import count_flops, count_params
 from eb_tf.pruning.pruner import prune
 from eb_tf.pruning.rounding import round_masks
+from eb_tf.quantization import precision as precision_lib
 from eb_tf.sparsity.batchnorm import channel_masks
 
 __all__ = ["draw", "read_mask", "load_model"]

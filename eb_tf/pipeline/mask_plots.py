@@ -17,8 +17,8 @@ from typing import Tuple
 import numpy as np
 
 from eb_tf import io_utils
-from eb_tf.sparsity import masks as masks_lib
 from eb_tf.pipeline import trainer
+from eb_tf.sparsity import masks as masks_lib
 
 __all__ = ["run_distance_matrix", "plot_distance_matrix"]
 

@@ -19,7 +19,7 @@ from eb_tf.pipeline import costs, methods, run_dir, trainer
 from eb_tf.pipeline.draw import load_model
 from eb_tf.pruning.flops import count_flops
 from eb_tf.quantization import precision as precision_lib
-from eb_tf.sparsity.batchnorm import add_bn_l1, add_weight_decay
+from eb_tf.sparsity.regularizers import add_bn_l1, add_weight_decay
 
 __all__ = ["retrain"]
 

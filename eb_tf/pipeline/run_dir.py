@@ -59,12 +59,12 @@ def versions() -> dict:
     out = {"python": sys.version.split()[0], "platform": platform.platform(),
            "numpy": np.__version__, "tensorflow": tf.__version__,
            "tf_keras": keras.__version__}
-    for dist in ("tensorflow-model-optimization", "eb_tf"):  # read, not imported: no side effects
-        try:
-            out[dist.replace("-", "_")] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:  # pragma: no cover - not installed
-            out[dist.replace("-", "_")] = None
-    out["eb_tf"] = out["eb_tf"] or __version__
+    try:  # read from the installed metadata, not imported: tfmot sets TF_USE_LEGACY_KERAS
+        out["tensorflow_model_optimization"] = importlib.metadata.version(
+            "tensorflow-model-optimization")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a declared dependency
+        out["tensorflow_model_optimization"] = None
+    out["eb_tf"] = __version__
     return out
 
 

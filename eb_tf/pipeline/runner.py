@@ -67,11 +67,11 @@ def run(config, workdir: str, phases: Iterable[str] = PHASES, splits=None,
         the benchmark runs, unknown phase, a workdir holding another config, or a phase
         whose input is missing (e.g. `draw` before `search`).
     """
-    cfg = eb_config.from_config_dict(config)
-    if cfg.ratios == eb_config.AUTO_RATIOS:
+    if eb_config.is_auto(config):
         raise ValueError("config.ratios='auto' is resolved before the pipeline runs: call "
                          "eb_tf.tuning.resolve_auto(config, workdir + '/tune') and pass the "
                          "config it returns (the eb_train binary does this)")
+    cfg = eb_config.from_config_dict(config)
     if methods.get(cfg.method).run is not None:
         raise ValueError(f"config.method={cfg.method!r} is not run by the EB Train pipeline; "
                          "run it in the benchmark (eb_bench --config.methods=...)")

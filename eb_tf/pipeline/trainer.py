@@ -22,8 +22,8 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from eb_tf import io_utils
-from eb_tf.pipeline import costs, schedules
 from eb_tf.compat import keras, tf
+from eb_tf.pipeline import costs, schedules
 
 __all__ = ["compile_for_training", "EpochCheckpoint", "MaskRecorder", "SaveWeightsAt",
            "fit_resumable", "evaluate", "samples_per_epoch", "outputs_probabilities",

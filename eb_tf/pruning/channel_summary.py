@@ -15,8 +15,8 @@ from typing import Callable, Mapping, Optional, Tuple
 
 import numpy as np
 
-from eb_tf.sparsity import batchnorm
 from eb_tf.compat import check_tf_keras_model, tf
+from eb_tf.sparsity import batchnorm
 
 
 @dataclasses.dataclass(frozen=True)

@@ -198,7 +198,7 @@ def _cost(layer, ins, outs) -> Tuple[int, int]:
     if isinstance(layer, _MERGE):
         return 0, _size(out) * (len(ins) - 1)
     # A layer with weights may hide MACs (LSTM, attention, custom): refuse to guess.
-    # eb_tf's ChannelSelect gather (issue 3 pruner) is matched by name: it may not exist.
+    # eb_tf's ChannelSelect gather (pruning.channel_select) is matched by name, not imported.
     if layer.weights and not (isinstance(layer, _ELEMENTWISE_WEIGHTED)
                               or type(layer).__name__ == "ChannelSelect"):
         raise ValueError(

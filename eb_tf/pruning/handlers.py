@@ -26,8 +26,8 @@ from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from eb_tf.pruning.channel_select import ChannelSelect
 from eb_tf.compat import BatchNormalizationBase, keras
+from eb_tf.pruning.channel_select import ChannelSelect
 
 __all__ = ["Handler", "REGISTRY", "register", "resolve", "supported_types", "slice_weights",
            "new_config", "weight_name"]

@@ -28,11 +28,11 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from eb_tf.pruning import passes as channel_passes
+from eb_tf.compat import keras
 from eb_tf.pruning import graph as graph_lib
 from eb_tf.pruning import handlers as layer_handlers
+from eb_tf.pruning import passes as channel_passes
 from eb_tf.sparsity import batchnorm
-from eb_tf.compat import keras
 
 __all__ = ["Plan", "analyze", "check_masks"]
 L = keras.layers

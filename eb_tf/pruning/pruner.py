@@ -22,10 +22,11 @@ from typing import Dict
 
 import numpy as np
 
-from eb_tf.pruning import graph, handlers, plan as channel_plan
-from eb_tf.sparsity import batchnorm
-from eb_tf.pruning.channel_select import ChannelSelect
 from eb_tf.compat import check_tf_keras_model, keras, tf
+from eb_tf.pruning import graph, handlers
+from eb_tf.pruning import plan as channel_plan
+from eb_tf.pruning.channel_select import ChannelSelect
+from eb_tf.sparsity import batchnorm
 
 __all__ = ["apply_masks", "prune"]
 

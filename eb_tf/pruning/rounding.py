@@ -18,9 +18,9 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
+from eb_tf.compat import check_tf_keras_model
 from eb_tf.pruning import plan as channel_plan
 from eb_tf.sparsity import batchnorm
-from eb_tf.compat import check_tf_keras_model
 
 __all__ = ["round_masks", "space_widths"]
 _MAX_ROUNDS = 32

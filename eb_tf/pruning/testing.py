@@ -19,8 +19,8 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from eb_tf.sparsity import batchnorm
 from eb_tf.compat import keras, tf
+from eb_tf.sparsity import batchnorm
 
 __all__ = ["random_model", "randomize_bn", "calibrate_bn", "random_masks", "live_channels",
            "data_dependent", "max_rel_error"]

@@ -26,8 +26,9 @@ import contextlib
 import tensorflow_model_optimization as tfmot
 from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer
 
-from eb_tf.quantization import gradients as grad_quant
 from eb_tf.compat import BatchNormalizationBase, keras
+from eb_tf.pruning.channel_select import ChannelSelect
+from eb_tf.quantization import gradients as grad_quant
 
 _Q = tfmot.quantization.keras
 
@@ -41,12 +42,8 @@ def _register(cls):
 
 
 def is_channel_select(layer) -> bool:
-    """True for the pruner's `eb_tf.ChannelSelect` gather layer (looked up lazily)."""
-    try:
-        from eb_tf.pruning import channel_select  # pylint: disable=import-outside-toplevel
-    except ImportError:  # the pruner module is not installed (yet)
-        return False
-    return isinstance(layer, getattr(channel_select, "ChannelSelect", ()))
+    """True for the pruner's `eb_tf.ChannelSelect` gather layer."""
+    return isinstance(layer, ChannelSelect)
 
 
 class _NoWeightsConfig(_Q.QuantizeConfig):

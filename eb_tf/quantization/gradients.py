@@ -77,7 +77,8 @@ def quantize_tensor(x, bits: int, stochastic: bool = True, seed: Optional[int] =
     x32 = tf.cast(x, tf.float32)
     levels = _levels(bits)
     amax = tf.reduce_max(tf.abs(x32))
-    scale = tf.where(amax > 0.0, amax / levels, tf.ones_like(amax))
+    step = amax / levels  # 0 for an all-zero tensor, and when a denormal max underflows
+    scale = tf.where(step > 0.0, step, tf.ones_like(step))
     y = x32 / scale
     if stochastic:
         y = tf.floor(y + tf.random.uniform(tf.shape(y), dtype=tf.float32, seed=seed))

@@ -20,8 +20,9 @@ Example:
 """
 import tensorflow_model_optimization as tfmot
 
-from eb_tf.quantization import configs as quantize_configs, gradients as grad_quant
 from eb_tf.compat import check_tf_keras_model, keras
+from eb_tf.quantization import configs as quantize_configs
+from eb_tf.quantization import gradients as grad_quant
 from eb_tf.quantization.configs import quantize_scope
 from eb_tf.quantization.modes import is_quantized, is_tfmot_layer
 

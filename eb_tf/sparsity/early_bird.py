@@ -20,9 +20,9 @@ from typing import Dict, Iterable, List, Optional
 import numpy as np
 
 from eb_tf import io_utils
-from eb_tf.sparsity import masks as masks_lib
-from eb_tf.sparsity import batchnorm
 from eb_tf.compat import keras
+from eb_tf.sparsity import batchnorm
+from eb_tf.sparsity import masks as masks_lib
 
 __all__ = ["EarlyBird"]
 

@@ -21,16 +21,16 @@ from typing import Tuple
 import numpy as np
 
 from eb_tf import compat
-from eb_tf.pipeline import costs, schedules, trainer
-from eb_tf.tuning import search as tuning_search
-from eb_tf.quantization import precision
 from eb_tf.compat import keras
 from eb_tf.export.litert import measure_latency
 from eb_tf.export.tflite import export_tflite
+from eb_tf.pipeline import costs, schedules, trainer
 from eb_tf.pruning.flops import count_flops, count_params
 from eb_tf.pruning.pruner import prune
 from eb_tf.pruning.rounding import round_masks
-from eb_tf.sparsity.batchnorm import add_bn_l1, add_weight_decay
+from eb_tf.quantization import precision
+from eb_tf.sparsity.regularizers import add_bn_l1, add_weight_decay
+from eb_tf.tuning import search as tuning_search
 
 __all__ = ["draw", "retrain", "latency_ms", "mask_at"]
 

@@ -23,8 +23,9 @@ from typing import Any, Dict, Optional, Tuple
 
 import ml_collections
 
-from eb_tf.pipeline import config as eb_config
 from eb_tf.compat import keras_tuner
+from eb_tf.pipeline import config as eb_config
+from eb_tf.pipeline.config import is_auto
 
 __all__ = ["TuneConfig", "GridOracle", "DEFAULT_RATIOS", "ORACLES", "default_tune_config",
            "is_auto", "split_config"]
@@ -161,13 +162,6 @@ def _fail(name, value, allowed):
 def default_tune_config() -> ml_collections.ConfigDict:
     """The `TuneConfig` defaults as a ConfigDict (the `tune` section of a config file)."""
     return ml_collections.ConfigDict(dataclasses.asdict(TuneConfig()))
-
-
-def is_auto(config) -> bool:
-    """True if a config (ConfigDict, dict or RunConfig) asks for `ratios='auto'`."""
-    ratios = config.ratios if isinstance(config, eb_config.RunConfig) else (
-        config.get("ratios") if isinstance(config, (dict, ml_collections.ConfigDict)) else None)
-    return ratios in ("auto", ["auto"], eb_config.AUTO_RATIOS)
 
 
 def split_config(config, tune_config: Optional[TuneConfig] = None):

@@ -18,8 +18,8 @@ import dataclasses
 import os
 from typing import Iterable, List, Optional
 
-from eb_tf.pipeline import config as eb_config
 from eb_tf import io_utils
+from eb_tf.pipeline import config as eb_config
 
 __all__ = ["markdown_table", "cost_totals", "write_results", "config_text", "write_config"]
 

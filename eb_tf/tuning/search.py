@@ -29,12 +29,13 @@ import json
 import os
 from typing import Optional, Sequence
 
-from eb_tf.pipeline import config as eb_config
 from eb_tf import io_utils
-from eb_tf.pipeline import build, costs, trainer
-from eb_tf.quantization import precision as precision_lib
 from eb_tf.compat import keras
+from eb_tf.pipeline import build
+from eb_tf.pipeline import config as eb_config
+from eb_tf.pipeline import costs, trainer
 from eb_tf.pruning.flops import count_flops
+from eb_tf.quantization import precision as precision_lib
 from eb_tf.sparsity.early_bird import EarlyBird
 
 __all__ = ["SearchRun", "search_config", "search_folder", "run_search", "first_crossing",

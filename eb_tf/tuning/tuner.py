@@ -31,12 +31,14 @@ import dataclasses
 import os
 from typing import Optional
 
-
-from eb_tf.pipeline import config as eb_config
 from eb_tf import io_utils
-from eb_tf.pipeline import build, runner
-from eb_tf.tuning import candidate as tuning_candidate, report, search as tuning_search
 from eb_tf.compat import keras, keras_tuner
+from eb_tf.pipeline import build
+from eb_tf.pipeline import config as eb_config
+from eb_tf.pipeline import runner
+from eb_tf.tuning import candidate as tuning_candidate
+from eb_tf.tuning import report
+from eb_tf.tuning import search as tuning_search
 from eb_tf.tuning.config import DEFAULT_RATIOS, TuneConfig, is_auto, split_config
 
 __all__ = ["EBTuner", "TuneResult", "tune", "resolve_auto", "INFEASIBLE_SCORE"]

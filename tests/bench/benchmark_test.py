@@ -15,7 +15,9 @@ import pytest
 import eb_tf
 from configs import bench_cifar10
 from eb_tf import bench, io_utils
-from eb_tf.bench import benchmark, report as bench_report, step_time as step_bench
+from eb_tf.bench import benchmark
+from eb_tf.bench import report as bench_report
+from eb_tf.bench import step_time as step_bench
 from eb_tf.bench import tfmot_baseline as bench_tfmot
 from eb_tf.compat import keras
 from tests.pipeline_testlib import check_report_consistency, load, run_binary
@@ -181,7 +183,7 @@ def test_options_and_method_configs():
     small = bench_cifar10.get_config("small")
     assert (small.model, small.width, small.epochs, small.ratios) == ("vgg16", 0.25, 20, (0.5,))
     if bench_cifar10.shared_cifar10_script():
-        assert small.dataset == "npz:/tmp/cifar10.npz"
+        assert small.dataset == f"npz:{bench_cifar10.cifar10_npz()}"
 
 
 def test_target_sparsity_leaves_the_target_nonzero_count():
@@ -235,7 +237,7 @@ def test_earlybird_ms_and_realistic_gammas():
 def test_data_prepare_script_runs_once_when_the_npz_is_missing(tmp_path):
     script = tmp_path / "make.py"
     script.write_text("import sys\nopen(sys.argv[1], 'a').write('x')\n")
-    target = tmp_path / "data.npz"
+    target = tmp_path / "cache" / "data.npz"   # its folder is created first
     values, options = bench.split_config({"dataset": f"npz:{target}",
                                           "data_prepare": str(script)})
     cfg = bench.method_config(values, "dense")

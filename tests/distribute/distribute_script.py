@@ -34,7 +34,8 @@ def _split_cpu(n: int) -> None:
 
 
 def _search_result(report: dict, workdir: str) -> dict:
-    from eb_tf.pipeline import draw as drawing, trainer  # pylint: disable=import-outside-toplevel
+    from eb_tf.pipeline import draw as drawing  # pylint: disable=import-outside-toplevel
+    from eb_tf.pipeline import trainer
     eb = report["eb"]["0.5"]
     ticket = drawing.read_mask(os.path.join(workdir, "search", "eb", "p0.5", "mask.npz"))
     every_epoch = trainer.read_mask_history(os.path.join(workdir, "search", "masks",

@@ -19,11 +19,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import eb_tf
-from eb_tf.pipeline import config as eb_config
 from eb_tf import distribute
-from eb_tf.distribute import strategy as strategy_lib, sync_bn
-from eb_tf.pipeline import distributed
 from eb_tf.compat import keras, tf
+from eb_tf.distribute import strategy as strategy_lib
+from eb_tf.distribute import sync_bn
+from eb_tf.pipeline import config as eb_config
+from eb_tf.pipeline import distributed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "tests", "distribute", "distribute_script.py")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import eb_tf
-from eb_tf.export import litert
 from eb_tf.compat import keras, tf
+from eb_tf.export import litert
 
 
 def _argmax_model(features=4):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import eb_tf
-from eb_tf.export import tflite as export
 from eb_tf.compat import keras, tf
+from eb_tf.export import tflite as export
 from eb_tf.export.litert import LiteRTModel, evaluate_accuracy
 
 
@@ -67,12 +67,7 @@ def _preact_residual_net():
 
 
 def _pruner_api():
-    """eb_tf.prune / eb_tf.ChannelSelect (issue 3), or their modules until exported."""
-    why = "eb_tf.prune / eb_tf.ChannelSelect (issue 3, pruner) not in the tree yet"
-    pruner = pytest.importorskip("eb_tf.pruning.pruner", reason=why)
-    channel_select = pytest.importorskip("eb_tf.pruning.channel_select", reason=why)
-    return (getattr(eb_tf, "prune", pruner.prune),
-            getattr(eb_tf, "ChannelSelect", channel_select.ChannelSelect))
+    return eb_tf.prune, eb_tf.ChannelSelect
 
 
 def test_float32_export_matches_pruned_ticket_with_channel_select(tmp_path):

@@ -6,10 +6,10 @@ import sys
 import pytest
 
 import eb_tf
-from eb_tf.pipeline import config as eb_config
 from eb_tf import io_utils
-from eb_tf.pipeline import draw, export_phase, run_dir
 from eb_tf.compat import keras
+from eb_tf.pipeline import config as eb_config
+from eb_tf.pipeline import draw, export_phase, run_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 from eb_tf.pipeline import runner, trainer
-from tests.pipeline_testlib import (ROOT, load, read_report, same_weights,
-                                    smoke_config)
+from tests.pipeline_testlib import ROOT, load, read_report, same_weights, smoke_config
 
 
 class Killed(Exception):

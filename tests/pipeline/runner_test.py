@@ -8,8 +8,7 @@ import eb_tf
 from eb_tf import io_utils
 from eb_tf.pipeline import runner, schedules
 from eb_tf.sparsity import early_bird
-from tests.pipeline_testlib import (check_report_consistency, load,
-                                    same_weights, smoke_config)
+from tests.pipeline_testlib import check_report_consistency, load, same_weights, smoke_config
 
 
 def test_eb_run_end_to_end_report_files_and_budget(tmp_path):
@@ -176,3 +175,12 @@ def test_round_multiple_grows_the_ticket_widths(tmp_path):
     widths = [layer.filters for layer in model.layers if hasattr(layer, "filters")]
     assert widths and all(w % 4 == 0 for w in widths), widths
 
+
+
+def test_run_refuses_unresolved_ratios_auto_and_names_the_resolver(tmp_path):
+    cfg = {**smoke_config().to_dict(), "ratios": "auto", "max_flops": 1e5,
+           "tune": {"ratios": [0.3, 0.5]}}  # a tuning config, as eb_tune takes it
+    with pytest.raises(ValueError, match=r"config.ratios='auto' is resolved before the "
+                                         r"pipeline runs: call eb_tf.tuning.resolve_auto"):
+        runner.run(cfg, str(tmp_path))
+    assert not os.listdir(tmp_path)  # refused before the run folder was touched

@@ -4,8 +4,8 @@ import hypothesis.strategies as st
 import numpy as np
 import pytest
 
-from eb_tf.pipeline import schedules
 from eb_tf.compat import keras
+from eb_tf.pipeline import schedules
 
 
 def test_paper_schedule_is_0_1_then_div_10_at_80_and_120_of_160():

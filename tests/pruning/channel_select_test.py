@@ -1,10 +1,11 @@
 """ChannelSelect: the gather layer behind narrowed edges of a pruned model."""
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from eb_tf.pruning.channel_select import ChannelSelect
 from eb_tf.compat import keras, tf
+from eb_tf.pruning.channel_select import ChannelSelect
 
 
 def test_select_gathers_last_axis_in_index_order():

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import eb_tf
-from eb_tf.pruning import flops
 from eb_tf.compat import keras, tf
+from eb_tf.pruning import flops
 
 L = keras.layers
 VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
@@ -134,10 +134,7 @@ def test_vgg16_cifar_is_313m_macs_to_the_mac():
 
 
 def test_zoo_vgg16_convs_are_313m_macs():
-    models = getattr(eb_tf, "models", None)
-    if not hasattr(models, "build"):
-        pytest.skip("eb_tf.models.build (issue 4, zoo dev) is not in the tree yet")
-    model = models.build("vgg16", 10, (32, 32, 3))
+    model = eb_tf.models.build("vgg16", 10, (32, 32, 3))
     convs = {layer.name for layer in model.layers if isinstance(layer, L.Conv2D)}
     report = eb_tf.count_flops(model)
     assert sum(report.per_layer[name] for name in convs) == VGG16_CONV_MACS

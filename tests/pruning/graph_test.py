@@ -1,8 +1,8 @@
 """graph.build: the flat view of functional graphs, nested models inlined."""
 import pytest
 
-from eb_tf.pruning import graph
 from eb_tf.compat import keras
+from eb_tf.pruning import graph
 
 L = keras.layers
 

@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from eb_tf.pruning import graph, handlers as layer_handlers
 from eb_tf.compat import keras
+from eb_tf.pruning import graph
+from eb_tf.pruning import handlers as layer_handlers
 
 L = keras.layers
 

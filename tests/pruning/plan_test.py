@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from eb_tf.pruning import plan as channel_plan
 from eb_tf.compat import keras
+from eb_tf.pruning import plan as channel_plan
 
 L = keras.layers
 T, F = True, False

@@ -5,12 +5,13 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import eb_tf
+from eb_tf.compat import keras, tf
 from eb_tf.pruning import pruner, testing
 from eb_tf.pruning.channel_select import ChannelSelect
-from eb_tf.compat import keras, tf
 
 L = keras.layers
 T, F = True, False

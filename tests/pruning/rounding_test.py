@@ -1,11 +1,13 @@
 """round_masks: widths become multiples, only top-|gamma| channels revive, still exact."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import eb_tf
-from eb_tf.pruning import plan as channel_plan, rounding, testing
 from eb_tf.compat import keras
+from eb_tf.pruning import plan as channel_plan
+from eb_tf.pruning import rounding, testing
 
 L = keras.layers
 

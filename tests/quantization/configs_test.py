@@ -2,8 +2,9 @@
 import pytest
 import tensorflow_model_optimization as tfmot
 
-from eb_tf.quantization import configs, qat
 from eb_tf.compat import keras
+from eb_tf.pruning import channel_select
+from eb_tf.quantization import configs, qat
 
 Q = tfmot.quantization.keras
 _serialize = keras.utils.legacy.serialize_keras_object
@@ -93,8 +94,6 @@ def test_registry_supports_every_batch_norm_with_eb_config():
 
 
 def test_channel_select_is_a_pass_through_when_the_pruner_has_it():
-    channel_select = pytest.importorskip("eb_tf.pruning.channel_select",
-                                         reason="eb_tf/pruning/channel_select.py (issue 3) not in tree")
     registry = configs.EBQuantizeScheme().get_quantize_registry()
     assert not configs.is_channel_select(keras.layers.Dense(2))
     layer = channel_select.ChannelSelect([0, 2])

@@ -5,8 +5,8 @@ import hypothesis.strategies as st
 import numpy as np
 import pytest
 
-from eb_tf.quantization import gradients
 from eb_tf.compat import tf
+from eb_tf.quantization import gradients
 
 _ARRAYS = hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, max_side=6),
                      elements=st.floats(-100, 100, width=32))
@@ -28,10 +28,10 @@ def test_quantize_tensor_lands_on_grid_within_one_step(x, bits, stochastic):
     q = gradients.quantize_tensor(x, bits, stochastic=stochastic).numpy()
     levels = 2 ** (bits - 1) - 1
     amax = np.abs(x).max()
-    if amax == 0:
+    step = amax / levels
+    if step == 0:  # all zeros, or a denormal max whose step underflows: no NaN, zeros
         np.testing.assert_array_equal(q, 0.0)
         return
-    step = amax / levels
     k = q / step
     np.testing.assert_allclose(k, np.round(k), atol=1e-3)
     assert np.abs(np.round(k)).max() <= levels
@@ -100,3 +100,10 @@ def test_quantize_backward_inside_tf_function():
     grad = grad_of(x).numpy()
     assert set(np.round(grad, 6).tolist()) <= {-1.0, 0.0, 1.0}   # 2 bits: one level
     assert grad[1] == 1.0
+
+
+@pytest.mark.parametrize("stochastic", [False, True])
+def test_denormal_tensor_quantises_to_zero_not_nan(stochastic):
+    # max|x| / levels underflows float32 here: the grid step is 0, the output all zeros.
+    q = gradients.quantize_tensor(np.array([1e-45, -1e-45], np.float32), 3, stochastic=stochastic)
+    np.testing.assert_array_equal(np.abs(q.numpy()), 0.0)

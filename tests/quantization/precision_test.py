@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
+from eb_tf.compat import keras, tf
 from eb_tf.quantization import precision, qat
 from eb_tf.sparsity import batchnorm
-from eb_tf.compat import keras, tf
 
 L = keras.layers
 _X = np.random.RandomState(0).uniform(-1, 1, (8, 8, 8, 3)).astype(np.float32)

@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 
 import eb_tf
+from eb_tf.compat import keras, tf
+from eb_tf.pruning import channel_select
 from eb_tf.quantization import qat
 from eb_tf.sparsity import batchnorm
-from eb_tf.compat import keras, tf
 
 L = keras.layers
 _X = np.random.RandomState(0).uniform(-1, 1, (4, 8, 8, 3)).astype(np.float32)
@@ -313,8 +314,6 @@ def test_unsupported_models_are_errors():
 
 
 def test_channel_select_of_a_pruned_pre_activation_net_is_wrapped_and_stripped():
-    channel_select = pytest.importorskip("eb_tf.pruning.channel_select",
-                                         reason="eb_tf/pruning/channel_select.py (issue 3) not in tree")
     x = keras.Input((8, 8, 3))
     stem = L.Conv2D(6, 3, padding="same", use_bias=False, name="stem")(x)
     b = channel_select.ChannelSelect([0, 2, 5], name="select")(stem)

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import eb_tf
-from eb_tf.sparsity import masks
 from eb_tf.compat import keras, tf
+from eb_tf.sparsity import masks
 
 # 10 channels: bn "a" has 6, bn "b" has 4. BASE gives channel i |gamma| (i + 1) / 10,
 # so ratio 0.5 prunes channels 0-4; `_prune(*p)` makes the gammas whose 0.5-mask prunes

@@ -13,10 +13,12 @@ import hypothesis.strategies as st
 import pytest
 
 import eb_tf
-from eb_tf.pipeline import config as eb_config
 from eb_tf import tuning
+from eb_tf.pipeline import config as eb_config
 from eb_tf.pipeline import runner, trainer
-from eb_tf.tuning import candidate as tuning_candidate, config as tuning_config, report as tuning_report
+from eb_tf.tuning import candidate as tuning_candidate
+from eb_tf.tuning import config as tuning_config
+from eb_tf.tuning import report as tuning_report
 from eb_tf.tuning import search as tuning_search
 from tests.pipeline_testlib import run_binary
 
@@ -169,7 +171,8 @@ def test_reopening_a_tuner_directory_with_another_config_is_refused(tuned):
 @pytest.mark.slow
 def test_eb_train_with_ratios_auto_tunes_then_trains_the_chosen_ticket(tuned):
     workdir = os.path.dirname(tuned.directory)  # the fixture tuned in workdir/tune
-    report = runner.run(tuned.cfg, workdir, splits=tuned.splits, print_summary=False)
+    cfg = tuning.resolve_auto(tuned.cfg, tuned.directory, splits=tuned.splits)  # as eb_train
+    report = runner.run(cfg, workdir, splits=tuned.splits, print_summary=False)
     chosen = tuned.second.best_config()
     saved = eb_tf.io_utils.read_json(os.path.join(workdir, "config.json"))["config"]
     assert saved["ratios"] == [chosen.ratios[0]] and saved["lr"] == chosen.lr

@@ -1,10 +1,10 @@
-"""Tests for eb_tf.sparsity.batchnorm: BN-L1 and weight decay in the configs, and channel_masks."""
+"""Tests for eb_tf.sparsity.regularizers (BN-L1, coupled weight decay) and channel_masks."""
 import numpy as np
 import pytest
 
 import eb_tf
-from eb_tf.sparsity import batchnorm, masks
 from eb_tf.compat import keras, tf
+from eb_tf.sparsity import batchnorm, masks, regularizers
 
 S, WD = 1e-4, 1e-4
 
@@ -43,7 +43,7 @@ def _reg(model, path, slot):
 
 def test_add_bn_l1_keeps_outputs_names_and_statistics_exactly():
     model = _net()
-    out = batchnorm.add_bn_l1(model, strength=S)
+    out = regularizers.add_bn_l1(model, strength=S)
     assert out is not model and out.name == "net"
     assert [l.name for l in out.layers] == [l.name for l in model.layers]
     for training in (False, True):
@@ -60,31 +60,31 @@ def test_add_bn_l1_keeps_outputs_names_and_statistics_exactly():
 
 
 def test_add_bn_l1_is_idempotent_and_strength_zero_removes_it():
-    once = batchnorm.add_bn_l1(_net(), strength=S)
-    twice = batchnorm.add_bn_l1(once, strength=S)
+    once = regularizers.add_bn_l1(_net(), strength=S)
+    twice = regularizers.add_bn_l1(once, strength=S)
     assert twice.get_config() == once.get_config()
     assert float(tf.add_n(twice.losses)) == float(tf.add_n(once.losses))
-    assert not batchnorm.add_bn_l1(once, strength=0.0).losses
+    assert not regularizers.add_bn_l1(once, strength=0.0).losses
 
 
 def test_frozen_scale_free_and_excluded_bn_get_no_l1():
     model = _net(frozen_bn=True)
-    out = batchnorm.add_bn_l1(model, strength=S, exclude=["block/*"])
+    out = regularizers.add_bn_l1(model, strength=S, exclude=["block/*"])
     assert _reg(out, "bn1", "gamma_regularizer") == ("L1", {"l1": float(np.float32(S))})
     assert _reg(out, "block/bn2", "gamma_regularizer") is None
     assert _reg(out, "bn3", "gamma_regularizer") is None and not out.get_layer("bn3").trainable
     assert len(out.losses) == 1
     with pytest.raises(ValueError, match=r"exclude entry 'bn9' matches no BN layer"):
-        batchnorm.add_bn_l1(model, exclude=["bn9"])
+        regularizers.add_bn_l1(model, exclude=["bn9"])
 
 
 @pytest.mark.parametrize("order", ["l1_first", "decay_first"])
 def test_weight_decay_and_l1_combine_to_l1l2_in_either_order(order):
     model = _net()
     if order == "l1_first":
-        out = batchnorm.add_weight_decay(batchnorm.add_bn_l1(model, S), WD)
+        out = regularizers.add_weight_decay(regularizers.add_bn_l1(model, S), WD)
     else:
-        out = batchnorm.add_bn_l1(batchnorm.add_weight_decay(model, WD), S)
+        out = regularizers.add_bn_l1(regularizers.add_weight_decay(model, WD), S)
     half, f32 = float(np.float32(WD / 2)), float(np.float32(S))
     assert _reg(out, "bn1", "gamma_regularizer") == ("L1L2", {"l1": f32, "l2": half})
     assert _reg(out, "bn1", "beta_regularizer") == ("L2", {"l2": half})
@@ -92,12 +92,12 @@ def test_weight_decay_and_l1_combine_to_l1l2_in_either_order(order):
     assert _reg(out, "fc", "bias_regularizer") == ("L2", {"l2": half})
     assert _reg(out, "c1", "activity_regularizer") is None
     np.testing.assert_array_equal(model(_x()), out(_x()))
-    again = batchnorm.add_weight_decay(out, WD)
+    again = regularizers.add_weight_decay(out, WD)
     assert again.get_config() == out.get_config()
 
 
 def test_weight_decay_skips_frozen_layers():
-    out = batchnorm.add_weight_decay(_net(frozen_bn=True), WD)
+    out = regularizers.add_weight_decay(_net(frozen_bn=True), WD)
     assert _reg(out, "bn3", "gamma_regularizer") is None
     assert _reg(out, "bn1", "gamma_regularizer") == ("L2", {"l2": float(np.float32(WD / 2))})
 
@@ -105,7 +105,7 @@ def test_weight_decay_skips_frozen_layers():
 def test_frozen_nested_model_stays_frozen_and_unpenalised():
     model = _net()
     model.get_layer("block").trainable = False
-    out = batchnorm.add_weight_decay(batchnorm.add_bn_l1(model, S), WD)
+    out = regularizers.add_weight_decay(regularizers.add_bn_l1(model, S), WD)
     assert not out.get_layer("block").trainable
     assert _reg(out, "block/bn2", "gamma_regularizer") is None
     assert _reg(out, "block/c2", "kernel_regularizer") is None
@@ -113,7 +113,7 @@ def test_frozen_nested_model_stays_frozen_and_unpenalised():
     assert [r.key for r in batchnorm.bn_layers(out)] == ["bn1", "bn3"]
     frozen_model = _net()
     frozen_model.trainable = False
-    assert not batchnorm.add_weight_decay(frozen_model, WD).trainable
+    assert not regularizers.add_weight_decay(frozen_model, WD).trainable
 
 
 def test_gradient_of_added_loss_is_s_sign_gamma_plus_wd_w():
@@ -121,8 +121,8 @@ def test_gradient_of_added_loss_is_s_sign_gamma_plus_wd_w():
     for name in ("bn1", "bn3"):  # include exact zeros: sign(0) = 0
         bn = model.get_layer(name)
         bn.gamma.assign(tf.tensor_scatter_nd_update(bn.gamma, [[0]], [0.0]))
-    l1 = batchnorm.add_bn_l1(model, S)
-    both = batchnorm.add_weight_decay(l1, WD)
+    l1 = regularizers.add_bn_l1(model, S)
+    both = regularizers.add_weight_decay(l1, WD)
     s32, wd32 = np.float32(S), np.float32(2 * np.float32(WD / 2))
     for clone, decay in ((l1, False), (both, True)):
         variables = [clone.get_layer("bn1").gamma, clone.get_layer("fc").kernel]
@@ -139,7 +139,7 @@ def test_gradient_of_added_loss_is_s_sign_gamma_plus_wd_w():
 
 
 def test_penalty_survives_save_and_load(tmp_path):
-    out = batchnorm.add_weight_decay(batchnorm.add_bn_l1(_net(), S), WD)
+    out = regularizers.add_weight_decay(regularizers.add_bn_l1(_net(), S), WD)
     path = str(tmp_path / "m.keras")
     out.save(path)
     loaded = keras.models.load_model(path)
@@ -159,7 +159,7 @@ def test_sequential_models_are_cloned_with_weights(with_input):
     x = _x((5, 3))
     model(x)
     model.get_layer("b").gamma.assign([1.0, -2.0, 3.0, 0.5])
-    out = batchnorm.add_bn_l1(model, S)
+    out = regularizers.add_bn_l1(model, S)
     assert isinstance(out, keras.Sequential) and out.built
     np.testing.assert_array_equal(model(x), out(x))
     assert float(out.losses[0]) == pytest.approx(S * 6.5, rel=1e-6)
@@ -171,13 +171,13 @@ def test_tfmot_wrapped_bn_gets_l1_inside_quantize_scope():
                              keras.layers.BatchNormalization(name="b")])
     q = tfmot.quantization.keras.quantize_model(base)
     with tfmot.quantization.keras.quantize_scope():
-        out = batchnorm.add_bn_l1(q, S)
+        out = regularizers.add_bn_l1(q, S)
     ref = batchnorm.bn_layers(out)[0]
     assert ref.key == "b" and ref.wrapper is not None
     assert isinstance(ref.layer.gamma_regularizer, keras.regularizers.L1)
     np.testing.assert_array_equal(q(_x((2, 3))), out(_x((2, 3))))
     with pytest.raises(ValueError, match=r"cannot rebuild layer .* Apply eb_tf.add_bn_l1 before"):
-        batchnorm.add_bn_l1(q, S)
+        regularizers.add_bn_l1(q, S)
 
 
 class _Sub(keras.Model):
@@ -192,7 +192,7 @@ class _Sub(keras.Model):
 def test_subclassed_model_gets_a_clear_error():
     model = _Sub()
     model(_x((2, 3)))
-    for fn in (batchnorm.add_bn_l1, batchnorm.add_weight_decay):
+    for fn in (regularizers.add_bn_l1, regularizers.add_weight_decay):
         with pytest.raises(ValueError, match=r"'sub' is a subclassed model .* functional API"):
             fn(model)
 
@@ -201,16 +201,16 @@ def test_keras3_model_and_bad_arguments_are_rejected():
     import keras as keras3  # Keras 3, only to build the bad input.
     k3 = keras3.Sequential([keras3.Input((3,)), keras3.layers.BatchNormalization()])
     with pytest.raises(ValueError, match=r"eb_tf.add_bn_l1 got a Keras 3 model"):
-        batchnorm.add_bn_l1(k3)
+        regularizers.add_bn_l1(k3)
     with pytest.raises(ValueError, match=r"eb_tf.add_weight_decay got a Keras 3 model"):
-        batchnorm.add_weight_decay(k3)
+        regularizers.add_weight_decay(k3)
     with pytest.raises(ValueError, match=r"strength must be in \[0, inf\), got -1"):
-        batchnorm.add_bn_l1(_net(), strength=-1)
+        regularizers.add_bn_l1(_net(), strength=-1)
     with pytest.raises(ValueError, match=r"weight_decay must be in \[0, inf\), got nan"):
-        batchnorm.add_weight_decay(_net(), weight_decay=float("nan"))
+        regularizers.add_weight_decay(_net(), weight_decay=float("nan"))
     no_bn = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)], name="plain")
     with pytest.raises(ValueError, match=r"'plain' has no trainable BatchNormalization"):
-        batchnorm.add_bn_l1(no_bn)
+        regularizers.add_bn_l1(no_bn)
 
 
 def test_custom_regulariser_is_not_silently_replaced():
@@ -218,7 +218,7 @@ def test_custom_regulariser_is_not_silently_replaced():
         name="b", gamma_regularizer=keras.regularizers.OrthogonalRegularizer())])
     with pytest.raises(ValueError, match=r"b.gamma_regularizer already holds a "
                                          r"OrthogonalRegularizer"):
-        batchnorm.add_bn_l1(model)
+        regularizers.add_bn_l1(model)
 
 
 class _Scale(keras.layers.Layer):
@@ -232,7 +232,7 @@ class _Scale(keras.layers.Layer):
 def test_weight_decay_warns_about_layers_it_cannot_decay():
     model = keras.Sequential([keras.Input((3,)), _Scale(name="scale"), keras.layers.Dense(2)])
     with pytest.warns(UserWarning, match=r"layers \['scale'\] have trainable weights but no"):
-        out = batchnorm.add_weight_decay(model)
+        out = regularizers.add_weight_decay(model)
     assert len(out.losses) == 2
 
 
