@@ -31,6 +31,7 @@ _ROUND = flags.DEFINE_integer("round_multiple", 0, "Also a ticket whose kept wid
                                "rounded up to a multiple of this (eb_tf.round_masks); 0: no.",
                                lower_bound=0)
 _OUT = flags.DEFINE_string("out", None, "Folder for the .tflite files, table.md, rows.json.")
+cli.register_path_validator("out", cli.check_folder)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of weights, gammas and calibration data.")
 
 

@@ -15,7 +15,9 @@ from binaries import cli
 _CONFIG, _WORKDIR = cli.define_run_flags(
     "Benchmark folder (created, or resumed).",
     config_help="Bench config file (configs/bench_cifar10.py:smoke|small|full); "
-    "override fields with --config.field=value.")
+    "override fields with --config.field=value.",
+    fields_help=cli.RUN_FIELDS + ' and python -c "from eb_tf import bench; '
+    'print(bench.describe_options())"')
 
 
 @cli.main

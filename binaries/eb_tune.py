@@ -19,11 +19,13 @@ from binaries import cli
 _CONFIG, _WORKDIR = cli.define_run_flags(
     "Tuner directory (created, or resumed).",
     config_help="Tuning config file (configs/tune_*.py[:arg]); override fields with "
-    "--config.field=value and --config.tune.field=value.")
+    "--config.field=value and --config.tune.field=value.",
+    fields_help=cli.RUN_FIELDS + "; tune.*: TuneConfig in eb_tf/tuning/config.py")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Start afresh instead of resuming.")
 _CACHE_DIR = flags.DEFINE_string(
     "cache_dir", None, "Shared searches and measured tickets (default WORKDIR/searches); "
     "give another budget's run the first run's WORKDIR/searches to reuse its training.")
+cli.register_path_validator("cache_dir", cli.check_folder)
 
 
 @cli.main

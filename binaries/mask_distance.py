@@ -16,6 +16,7 @@ from binaries import cli
 _WORKDIR = cli.define_run_flags("Run folder of a search (eb, ns or lt).").workdir
 _RATIO = flags.DEFINE_float("ratio", None, "Pruning ratio to plot (default: every ratio).")
 _OUT = flags.DEFINE_string("out", None, "PNG path (only with a single ratio).")
+cli.register_path_validator("out", cli.check_file)
 
 
 @cli.main

@@ -111,10 +111,98 @@ def test_missing_config_is_absls_required_flag_error(name, tmp_path):
     assert not os.path.exists(tmp_path / "w")
 
 
-def test_extra_arguments_are_a_usage_error():
-    proc = run_binary("eb_export", "--workdir=/nonexistent", "extra", timeout=60)
+def test_extra_arguments_are_a_usage_error(tmp_path):
+    proc = run_binary("eb_export", f"--workdir={tmp_path}/none", "extra", timeout=60)
     assert proc.returncode == 1
     assert "unexpected arguments: ['extra']" in proc.stderr
+
+
+def _flag_error(proc) -> str:
+    """The one line of a flag error: stderr is it and absl's hint (and TF's C++ logs)."""
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and not re.match(
+        r"[IWEF]\d{4} |WARNING: All log messages before absl::InitializeLog", line)]
+    assert len(lines) == 2, lines
+    assert lines[1] == "Pass --helpshort or --helpfull to see help on flags.", lines
+    assert lines[0].startswith("FATAL Flags parsing error: flag --"), lines
+    return lines[0]
+
+
+_FIELDS = 'python -c "from eb_tf.pipeline import config; print(config.describe())"'
+BAD_CONFIGS = [  # binary, arguments, what the one line says
+    ("eb_search", (SMOKE, "--config.nonsense=1"),
+     ("flag --config.nonsense=1: the config has no field 'nonsense'; its fields: " + _FIELDS,)),
+    ("eb_prune", ("--config=configs/quickstart.py", "--config.epoch=3"),
+     ("flag --config.epoch=3:", "(did you mean config.epochs?)", _FIELDS)),
+    ("eb_tune", ("--config=configs/tune_quickstart.py:smoke", "--config.tune.oracel=grid"),
+     ("(did you mean config.tune.oracle?)", "TuneConfig in eb_tf/tuning/config.py")),
+    ("eb_bench", ("--config=configs/bench_cifar10.py:smoke", "--config.step_stps=1"),
+     ("(did you mean config.step_steps?)", "bench.describe_options()")),
+    ("eb_train", (SMOKE, "--config.epochs=abc"),
+     ("flag --config.epochs=abc: invalid literal for int()",)),
+    ("eb_train", ("--config=configs/missing.py", "--config.epochs=3"),
+     ("flag --config=configs/missing.py: no such config file 'configs/missing.py'",)),
+    ("eb_search", ("--config=configs/quickstart.py:bogus",),
+     ("flag --config=configs/quickstart.py:bogus: config argument 'bogus' is not supported",)),
+    ("eb_retrain", ("--config=configs",), ("'configs' is a folder, not a config file",)),
+]
+
+
+@pytest.mark.parametrize("name, args, words", BAD_CONFIGS)
+def test_a_bad_config_is_a_one_line_flag_error_and_leaves_no_folder(name, args, words,
+                                                                    tmp_path):
+    proc = run_binary(name, *args, f"--workdir={tmp_path}/w", timeout=120)
+    line = _flag_error(proc)
+    for word in words:
+        assert word in line, line
+    assert os.listdir(tmp_path) == []
+
+
+WORKDIR_BINARIES = {  # every binary with --workdir: what else it needs to get that far
+    "eb_train": (SMOKE,), "eb_search": (SMOKE,), "eb_prune": (), "eb_retrain": (),
+    "eb_export": (), "mask_distance": (), "eb_tune": ("--config=configs/tune_quickstart.py",),
+    "eb_bench": ("--config=configs/bench_cifar10.py:smoke",)}
+
+
+@pytest.mark.parametrize("name", sorted(WORKDIR_BINARIES))
+def test_a_workdir_under_a_file_is_a_one_line_flag_error(name, tmp_path):
+    (tmp_path / "file").write_text("x")
+    proc = run_binary(name, *WORKDIR_BINARIES[name], f"--workdir={tmp_path}/file/run",
+                      timeout=120)
+    assert _flag_error(proc) == (f"FATAL Flags parsing error: flag --workdir={tmp_path}/file/"
+                                 f"run: '{tmp_path}/file' is a file, not a folder")
+    assert os.listdir(tmp_path) == ["file"]
+
+
+@pytest.mark.parametrize("workdir, message", [
+    ("{tmp}/file", "exists and is not a folder"),
+    ("", "must name a folder"),  # not the current folder
+    pytest.param("/sys/eb_tf_test", "cannot write in '/sys': ", marks=pytest.mark.skipif(
+        not os.path.isdir("/sys"), reason="no /sys (not writable even by root)")),
+])
+def test_a_workdir_that_cannot_be_a_folder_is_a_one_line_flag_error(workdir, message,
+                                                                    tmp_path):
+    (tmp_path / "file").write_text("x")
+    workdir = workdir.format(tmp=tmp_path)
+    before = set(os.listdir(ROOT))
+    proc = run_binary("eb_search", SMOKE, f"--workdir={workdir}", timeout=120)
+    assert _flag_error(proc).startswith(
+        f"FATAL Flags parsing error: flag --workdir={workdir}: {message}")
+    assert os.listdir(tmp_path) == ["file"]
+    assert not {"config.json", ".lock", "search"} & (set(os.listdir(ROOT)) - before)
+    assert not workdir.startswith("/sys") or not os.path.exists(workdir)
+
+
+@pytest.mark.parametrize("name", ["eb_export", "mask_distance"])
+def test_reading_binaries_need_a_run_folder_and_leave_none(name, tmp_path):
+    proc = run_binary(name, f"--workdir={tmp_path}/none", timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"--workdir '{tmp_path}/none' is not a run folder (no config.json); "
+                           "run eb_search (or eb_train) there first"), last
+    assert "--config" not in last     # these binaries take the run folder's own config
+    assert os.listdir(tmp_path) == []
 
 
 def test_phase_binary_without_config_needs_a_run_folder(tmp_path):

@@ -31,7 +31,7 @@ import numpy as np
 
 from eb_tf import io_utils
 from eb_tf.compat import keras
-from eb_tf.pipeline import build, costs, export_phase, methods, run_dir, trainer
+from eb_tf.pipeline import build, costs, export_phase, methods, run_dir, run_lock, trainer
 from eb_tf.pruning.flops import count_flops, count_params
 
 __all__ = ["SCHEDULES", "target_sparsity", "run_tfmot", "run_in_bench", "nonzero_params"]
@@ -112,14 +112,14 @@ def run_tfmot(cfg, workdir: str, splits, target_params: int, schedule: str = "po
         raise ValueError(f"schedule={schedule!r} must be one of {SCHEDULES}")
     if not 0.0 < end_fraction <= 1.0:
         raise ValueError(f"end_fraction={end_fraction!r} must be in (0, 1]")
-    rd = run_dir.RunDir.open(workdir, cfg)
-    if not rd.phase_done("train"):
-        # pylint: disable-next=protected-access
-        with build.determinism(cfg):  # the seeds and op determinism of the pipeline
-            _train(cfg, rd, splits, int(target_params), schedule, end_fraction)
-    if cfg.export != "none":
-        export_phase.export(cfg, rd, splits)
-    return rd.update_report(total=run_dir.totals(rd.report()))
+    with run_lock.hold(workdir):  # one process per run folder, as in the pipeline
+        rd = run_dir.RunDir.open(workdir, cfg)
+        if not rd.phase_done("train"):
+            with build.determinism(cfg):  # the seeds and op determinism of the pipeline
+                _train(cfg, rd, splits, int(target_params), schedule, end_fraction)
+        if cfg.export != "none":
+            export_phase.export(cfg, rd, splits)
+        return rd.update_report(total=run_dir.totals(rd.report()))
 
 
 def _train(cfg, rd, splits, target_params, schedule, end_fraction):

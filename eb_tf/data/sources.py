@@ -36,6 +36,13 @@ class ArraySource:
 
 
 def _to_uint8(x: np.ndarray, what: str) -> np.ndarray:
+    """uint8 pixels of uint8, integer (0..255) or float ([0, 1] or [0, 255]) images.
+
+    Raises:
+      ValueError: NaN/Inf values, or values outside the pixel range (floats are read as
+        [0, 1] when their maximum is <= 1, else as [0, 255], and rounded), naming the
+        array (`what`) and how many values are bad.
+    """
     if x.ndim == 3:                       # (N, H, W): grayscale, as keras.datasets.mnist
         x = x[..., None]
     if x.ndim != 4:
@@ -44,12 +51,27 @@ def _to_uint8(x: np.ndarray, what: str) -> np.ndarray:
         return x
     if np.issubdtype(x.dtype, np.integer):
         if x.size and (x.min() < 0 or x.max() > 255):
-            raise ValueError(f"{what} holds integers outside 0..255 "
+            bad = int(np.count_nonzero((x < 0) | (x > 255)))
+            raise ValueError(f"{what} holds {bad} of {x.size} integers outside 0..255 "
                              f"({x.min()}..{x.max()}); store uint8 pixels.")
         return x.astype(np.uint8)
     if np.issubdtype(x.dtype, np.floating):  # floats: [0, 1] or [0, 255]
+        finite = np.isfinite(x)
+        if not finite.all():
+            nan = int(np.count_nonzero(np.isnan(x)))
+            raise ValueError(f"{what} holds {nan} NaN and {x.size - int(finite.sum()) - nan} "
+                             f"Inf values (of {x.size}); pixels must be finite: repair or "
+                             "drop those images, or store uint8 pixels.")
         scale = 255.0 if x.size and float(x.max()) <= 1.0 else 1.0
-        return np.clip(np.round(x * scale), 0, 255).astype(np.uint8)
+        pixels = np.round(x * scale)
+        bad = int(np.count_nonzero((pixels < 0) | (pixels > 255)))
+        if bad:
+            kind = "[0, 1] (its maximum is <= 1)" if scale == 255.0 else "[0, 255]"
+            raise ValueError(f"{what} holds {bad} of {x.size} float values outside the pixel "
+                             f"range {kind}: {x.min():g}..{x.max():g}; store un-normalised "
+                             "pixels in [0, 1] or [0, 255] (eb_tf.data normalises them), "
+                             "or uint8 pixels.")
+        return pixels.astype(np.uint8)
     raise ValueError(f"{what} has dtype {x.dtype}; expected uint8 pixels.")
 
 

@@ -4,8 +4,9 @@ Modules in import order: `methods` (one record per training method), `config` (t
 validated `RunConfig`), `schedules`, `costs` (FLOPs, seconds, energy), `run_dir` (the
 run folder and its report.json), `trainer` (resumable `fit`), `build` (data, dense
 model, seeds), `distributed` (tf.distribute around the phases), the phases `search`,
-`draw`, `retrain` and `export_phase`, then `runner` (`run`: all of it), `ticket`
-(`load_ticket`) and `mask_plots` (paper Fig. 3).
+`draw`, `retrain` and `export_phase`, `health` (divergence errors, warnings on useless
+results), `run_lock` (one process per run folder), then `runner` (`run`: all of it),
+`ticket` (`load_ticket`) and `mask_plots` (paper Fig. 3).
 
 Example:
 
@@ -17,9 +18,12 @@ Example:
 """
 from eb_tf.pipeline.config import RunConfig, default_config, from_config_dict
 from eb_tf.pipeline.export_phase import export_run
+from eb_tf.pipeline.health import HealthWarning, RunWarnings, TrainingDiverged
 from eb_tf.pipeline.methods import Method, register
+from eb_tf.pipeline.run_lock import RunFolderLocked
 from eb_tf.pipeline.runner import PHASES, run
 from eb_tf.pipeline.ticket import Ticket, load_ticket
 
 __all__ = ["run", "PHASES", "RunConfig", "default_config", "from_config_dict", "Method",
-           "register", "export_run", "Ticket", "load_ticket"]
+           "register", "export_run", "Ticket", "load_ticket", "TrainingDiverged",
+           "RunWarnings", "HealthWarning", "RunFolderLocked"]

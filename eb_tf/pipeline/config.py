@@ -46,7 +46,8 @@ AUTO_RATIOS = ("auto",)
 # Fields that change what is printed or exported, not what is trained: a run folder
 # resumes when only these differ.
 UNHASHED_FIELDS = ("verbose", "tensorboard", "export",
-                   "strategy")  # a run resumes on other devices
+                   "strategy",  # a run resumes on other devices
+                   "strict")    # how warnings end a run, not what it trains
 
 
 def _f(default, help_text):
@@ -108,6 +109,10 @@ class RunConfig:
     smoke: bool = _f(False, "shrink everything to seconds (tests); see config.SMOKE")
     max_flops: float = _f(0.0, "ratios=auto: budget of per-sample ticket FLOPs (0 = none)")
     max_latency_ms: float = _f(0.0, "ratios=auto: budget of TFLite batch-1 latency (0 = none)")
+    strict: bool = _f(False, "fail (non-zero exit) after writing the report when the run "
+                      "ends with health warnings: chance-level or collapsed accuracy, no "
+                      "ticket before T, a 0-epoch retrain (eb_tf.pipeline.health); not "
+                      "part of the run's identity")
 
     def __post_init__(self):
         if self.ratios in ("auto", ["auto"]):  # resolved by eb_tf.tuning
@@ -250,7 +255,7 @@ def _validate(c: RunConfig):
         if not isinstance(getattr(c, name), str) or not getattr(c, name).strip():
             _fail(name, getattr(c, name), "must be a non-empty name")
     for name in ("augment", "deterministic", "nesterov", "retrain_l1", "keep_training",
-                 "tensorboard", "smoke"):
+                 "tensorboard", "smoke", "strict"):
         if not isinstance(getattr(c, name), bool):
             _fail(name, getattr(c, name), "must be True or False")
     _number("epochs", c.epochs, lo=1, integer=True)

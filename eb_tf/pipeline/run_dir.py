@@ -14,9 +14,11 @@ Layout of a run folder:
     tb/                    TensorBoard logs
 
 Opening an existing folder with the same config hash resumes it; another config is a
-`ValueError` naming every differing field. Every file is written atomically; opening a
-folder deletes the staging folders (`.tmp-*`, `.old-*`) a killed run left behind, so
-one run folder must be used by one process at a time.
+`ValueError` naming every differing field, unless the folder holds no completed epoch
+(a start that failed, e.g. on a missing dataset): then it starts again with the new
+config. Every file is written atomically; opening a folder deletes the staging folders
+(`.tmp-*`, `.old-*`) a killed run left behind, so one run folder must be used by one
+process at a time: `eb_tf.pipeline.run` holds its lock (`eb_tf.pipeline.run_lock`).
 
 Example:
 
@@ -81,10 +83,15 @@ class RunDir:
     def open(cls, path: str, cfg: eb_config.RunConfig) -> "RunDir":
         """Creates the run folder, or resumes it if its config hash is the same.
 
+        A folder with another config but no completed epoch (see `has_progress`) is
+        cleared and started again with `cfg`.
+
         Raises:
-          ValueError: the folder holds another config (names the differing fields), or
-            the path exists and is not a folder.
+          ValueError: the folder holds another config and completed epochs (names the
+            differing fields), or the path exists and is not a folder.
         """
+        if not str(path).strip():
+            raise ValueError("--workdir is empty: name a run folder, e.g. --workdir=/tmp/eb_run")
         path = os.path.abspath(path)
         if os.path.exists(path) and not os.path.isdir(path):
             raise ValueError(f"--workdir {path!r} exists and is not a folder")
@@ -94,7 +101,10 @@ class RunDir:
         if os.path.exists(config_path):
             saved = io_utils.read_json(config_path)
             if saved.get("config_hash") != rd.hash and not _same_with_new_defaults(saved, rd):
-                raise ValueError(_difference_message(path, saved.get("config", {}), cfg))
+                if rd.has_progress():
+                    raise ValueError(_difference_message(path, saved.get("config", {}), cfg))
+                rd._clear_failed_start()
+                return cls.open(path, cfg)
             if saved.get("config") != cfg.to_dict():  # UNHASHED_FIELDS or new fields
                 io_utils.atomic_write_json(config_path, {"config_hash": rd.hash,
                                                          "config": cfg.to_dict()})
@@ -113,10 +123,26 @@ class RunDir:
         config_path = os.path.join(os.path.abspath(path), "config.json")
         if not os.path.exists(config_path):
             raise ValueError(f"--workdir {path!r} is not a run folder (no config.json); run "
-                             "eb_search (or eb_train) there first, or pass --config")
+                             "eb_search (or eb_train) there first")
         values = dict(io_utils.read_json(config_path)["config"])
         values.update(overrides or {})
         return cls.open(path, eb_config.from_config_dict(values))
+
+    def has_progress(self) -> bool:
+        """True once any phase completed an epoch (or finished): the folder is a real run."""
+        if os.path.exists(self.file("report.json")) and self.report().get("phases"):
+            return True
+        return any(os.path.exists(os.path.join(parent, "state.json"))  # epoch checkpoints
+                   for phase in ("search", "retrain", "train")
+                   for parent, _, _ in os.walk(self.file(phase)))
+
+    def _clear_failed_start(self):
+        """Removes what a start that completed no epoch wrote (identity, init weights)."""
+        for name in ("config.json", "versions.json", "report.json"):
+            if os.path.exists(self.file(name)):
+                os.remove(self.file(name))
+        for name in ("search", "tickets", "retrain", "train", "tb", "export"):
+            shutil.rmtree(self.file(name), ignore_errors=True)
 
     def _remove_stale_temporaries(self):
         """Deletes the staging folders a killed run left behind (io_utils' .tmp-/.old-)."""
@@ -199,7 +225,7 @@ def totals(report: dict) -> dict:
 
 
 def summary_table(report: dict) -> str:
-    """The terminal summary: one row per phase, one per ticket/final model."""
+    """The terminal summary: one row per phase, one per ticket/final model, the warnings."""
     lines = [f"EB Train summary (method={report.get('method')}, "
              f"config {report.get('config_hash')})",
              f"{'phase':<8} {'epochs':>6} {'seconds':>9} {'train FLOPs':>12} precision"]
@@ -220,4 +246,9 @@ def summary_table(report: dict) -> str:
                      f"{str(eb_entry.get('found', '-')):>5} {final.get('params', 0):>10,} "
                      f"{final.get('flops', 0):>12,} "
                      f"{'-' if val is None else f'{val:.4f}':>8} {final['test']:>8.4f}")
+    found = report.get("warnings") or []
+    if found:  # eb_tf.pipeline.health: results that look useless
+        lines.append(f"!!! {len(found)} WARNING(S): this result may be useless "
+                     "(report.json 'warnings'; --config.strict=True makes them errors)")
+        lines += [f"!!! {w}" for w in found]
     return "\n".join(lines)

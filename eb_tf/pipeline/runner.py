@@ -32,7 +32,7 @@ Example:
 from typing import Iterable
 
 from eb_tf.pipeline import config as eb_config
-from eb_tf.pipeline import distributed, methods, run_dir
+from eb_tf.pipeline import distributed, health, methods, run_dir, run_lock
 from eb_tf.pipeline.build import build_dense_model, check_model_name, determinism, load_splits
 from eb_tf.pipeline.draw import draw
 from eb_tf.pipeline.export_phase import export
@@ -60,12 +60,17 @@ def run(config, workdir: str, phases: Iterable[str] = PHASES, splits=None,
       print_summary: print the summary table at the end.
 
     Returns:
-      The report dict (also in `workdir/report.json`).
+      The report dict (also in `workdir/report.json`); its `"warnings"` list the
+      results that look useless (chance-level accuracy, no ticket before T...).
 
     Raises:
       ValueError: bad config field, `ratios='auto'` not resolved yet, a method that only
-        the benchmark runs, unknown phase, a workdir holding another config, or a phase
-        whose input is missing (e.g. `draw` before `search`).
+        the benchmark runs, unknown phase, a workdir holding another config or used by
+        another process (`run_lock.RunFolderLocked`), or a phase whose input is missing
+        (e.g. `draw` before `search`).
+      eb_tf.pipeline.health.TrainingDiverged: (a ValueError) a phase's loss became NaN.
+      eb_tf.pipeline.health.RunWarnings: (a ValueError) `config.strict=True` and the
+        report (written first) holds `"warnings"` (eb_tf.pipeline.health).
     """
     if eb_config.is_auto(config):
         raise ValueError("config.ratios='auto' is resolved before the pipeline runs: call "
@@ -81,18 +86,22 @@ def run(config, workdir: str, phases: Iterable[str] = PHASES, splits=None,
         raise ValueError(f"phases={phases!r}: each must be one of {PHASES}")
     check_model_name(cfg)
     # The strategy before any TF op; non-chief workers write to a temporary copy of the
-    # folder; search/retrain build and train in strategy.scope().
-    with distributed.pipeline(cfg, workdir) as dist:
-        rd = run_dir.RunDir.open(dist.workdir, cfg)
-        rd.update_report(distribute={p: dist.describe() for p in phases})
+    # folder; search/retrain build and train in strategy.scope(). One process per folder
+    # (the lock); the data loads before the folder takes the run's identity.
+    with distributed.pipeline(cfg, workdir) as dist, run_lock.hold(dist.workdir):
         with determinism(cfg):
             if splits is None and any(p != "draw" for p in phases):
                 splits = load_splits(cfg)
+            rd = run_dir.RunDir.open(dist.workdir, cfg)
+            rd.update_report(distribute={p: dist.describe() for p in phases})
             for phase in PHASES:
                 if phase in phases:
                     with dist.scope(phase):
                         _PHASE_FUNCTIONS[phase](dist.cfg, rd, dist.splits(splits))
         report = rd.update_report(total=run_dir.totals(rd.report()))
+        if splits is not None:  # a draw alone changes no result: its warnings stay
+            report = health.record(rd, cfg, splits)
     if print_summary:
         print(run_dir.summary_table(report))
+    health.raise_if_strict(report, cfg, workdir)
     return report

@@ -23,7 +23,7 @@ import numpy as np
 
 from eb_tf import io_utils
 from eb_tf.compat import keras, tf
-from eb_tf.pipeline import costs, schedules
+from eb_tf.pipeline import costs, health, schedules
 
 __all__ = ["compile_for_training", "EpochCheckpoint", "MaskRecorder", "SaveWeightsAt",
            "fit_resumable", "evaluate", "samples_per_epoch", "outputs_probabilities",
@@ -212,6 +212,11 @@ def fit_resumable(model, cfg, splits, ckpt_dir: str, initial_epoch: int,
     Returns:
       {"start_epoch", "end_epoch", "epochs_run" (completed in all sessions), "history",
        "meter" (the PhaseMeter)}.
+
+    Raises:
+      eb_tf.pipeline.health.TrainingDiverged: (a ValueError) the loss or the weights
+        became NaN/Inf; names the phase (from `ckpt_dir`), the epoch and the likely
+        cause; the last completed epoch stays checkpointed.
     """
     meter = costs.PhaseMeter()
     ckpt = EpochCheckpoint(ckpt_dir, stateful, meter)
@@ -228,11 +233,13 @@ def fit_resumable(model, cfg, splits, ckpt_dir: str, initial_epoch: int,
         lr = schedules.keras_callback(cfg.lr, cfg.epochs, cfg.lr_milestones, cfg.lr_decay,
                                       cfg.warmup_epochs)
         extra = [keras.callbacks.TensorBoard(tb_dir, profile_batch=0)] if tb_dir else []
+        # First: a NaN stops the phase before EarlyBird and the checkpoint see it.
+        check = health.DivergenceCheck(health.phase_of(ckpt_dir), cfg)
         meter.start()
         model.fit(splits.train_epochs(start, cfg.epochs), steps_per_epoch=splits.steps_per_epoch,
                   initial_epoch=start, epochs=cfg.epochs, validation_data=eval_data(
-                      splits.validation(), cfg), callbacks=[lr, *callbacks, *extra, ckpt],
-                  verbose=cfg.verbose)
+                      splits.validation(), cfg),
+                  callbacks=[check, lr, *callbacks, *extra, ckpt], verbose=cfg.verbose)
         meter.stop()
         end = ckpt.history[-1]["epoch"] if ckpt.history else start
     return {"start_epoch": initial_epoch, "end_epoch": int(end),

@@ -1,15 +1,18 @@
-"""The three passes behind `eb_tf.pruning.plan.analyze` (see that module's docstring).
+"""The passes behind `eb_tf.pruning.plan.analyze` (see that module's docstring).
 
 `forward` assigns channel identities and known constants, `solve` finds the physically
 needed positions and kept identities (a monotone fixed point), `physical` fixes every
-tensor's physical channels and each consumer's input channels. All work on a
-`channel_plan.Plan`.
+tensor's physical channels and each consumer's input channels, `signal` finds which
+channels still carry the input's signal (a masked BN channel is a constant and cuts
+the paths through it). All work on a `channel_plan.Plan`.
 """
+from typing import AbstractSet, Dict
+
 import numpy as np
 
 from eb_tf.compat import keras
 
-__all__ = ["forward", "solve", "physical"]
+__all__ = ["forward", "solve", "physical", "signal"]
 L = keras.layers
 _UNKNOWN_DIM = 16          # spatial size used to evaluate layers on constant inputs
 _MAX_ROUNDS = 64
@@ -238,3 +241,53 @@ def physical(plan) -> None:
     for t in g.outputs:
         if plan.phys[t].size != plan.channels(t):
             raise RuntimeError("internal error: a model output lost channels")
+
+
+def signal(plan, open_keys: AbstractSet[str] = frozenset()) -> Dict[int, np.ndarray]:
+    """Per tensor, which channels carry the input's signal (depend on a model input).
+
+    The rules, on the flat graph: a masked BN channel outputs a constant (gamma = beta
+    = 0), so it cuts every path through it; per-channel layers (activations, pooling,
+    depthwise convs, ...), Flatten and `ChannelSelect` move the signal with their
+    channels; a producer (Conv, Dense) or a barrier (softmax, LayerNormalization) has
+    it on every output channel iff some input channel has it; an Add-like join or a
+    Concatenate has it where any input has it; a Multiply loses it where another input
+    is the constant 0 (e.g. a gate behind a masked BN and a ReLU). Weights are not
+    looked at (a zero kernel does not cut), so a channel without the signal is a
+    constant for sure, one with it depends on the input unless the weights conspire.
+
+    Args:
+      plan: a `channel_plan.Plan` after `forward` (the Multiply rule reads `plan.vals`).
+      open_keys: BN mask keys to ignore, as if those BNs kept every channel (the
+        culprit search of `channel_plan.check_signal`).
+
+    Returns:
+      {tensor key: bool array over its channels}.
+    """
+    g, sig = plan.graph, {}
+    for t in g.inputs:
+        sig[t] = np.ones(plan.channels(t), bool)
+    for op, h in zip(g.ops, plan.handlers):
+        ins = [sig[t] for t in op.inputs]
+        n_out = plan.channels(op.outputs[0])
+        if h.kind == "unary":
+            s = ins[0].copy()
+            key = plan.bn_key.get(id(op.layer))
+            if h.const == "bn" and key in plan.masks and key not in open_keys:
+                s &= plan.masks[key]
+        elif h.kind in ("producer", "barrier"):
+            s = np.full(n_out, bool(ins[0].any()))
+        elif h.kind == "join":
+            members = [np.broadcast_to(s, n_out) for s in ins]
+            s = np.logical_or.reduce(members)
+            if isinstance(op.layer, L.Multiply):
+                for t, live in zip(op.inputs, members):
+                    s &= live | (np.broadcast_to(plan.vals[t], n_out) != 0)
+        elif h.kind == "concat":
+            s = np.concatenate(ins)
+        elif h.kind == "flatten":
+            s = np.tile(ins[0], n_out // ins[0].size)
+        else:   # select
+            s = ins[0][np.asarray(op.layer.indices)]
+        sig[op.outputs[0]] = s
+    return sig

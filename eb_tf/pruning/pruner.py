@@ -8,6 +8,14 @@ included), so that in inference
 
     prune(model, masks)(x) == apply_masks(model, masks)(x)   (to ~1e-6 relative)
 
+Masks that would make an output a constant (every path from the input to it goes
+through a BN that keeps no channel the signal reaches it on, e.g. an all-False mask
+in a plain conv chain) are an error naming those BNs; a dead branch that rejoins a live
+path (an all-False residual branch: the block becomes the identity) is pruned away
+with a warning. `prune` never edits the masks it is given, so `min_channels` is not
+applied there: it belongs to the functions that draw masks (`eb_tf.channel_masks`,
+`EarlyBird`), which guarantee it.
+
 Which channels die, and where a gather (`ChannelSelect`) is needed, is decided by
 `eb_tf.pruning.plan`; how each layer type is sliced by `eb_tf.pruning.handlers`.
 
@@ -18,6 +26,7 @@ Example:
     small = eb_tf.prune(model, masks)
     small.compile(...); small.fit(...)
 """
+import warnings
 from typing import Dict
 
 import numpy as np
@@ -79,6 +88,16 @@ def prune(model, masks: Dict[str, np.ndarray]):
     the channel is kept. Model inputs and outputs keep their shapes; no channel space
     loses its last channel.
 
+    An all-False mask (or masks that together keep none of the channels the signal
+    reaches a BN on) is fine where the signal goes around it: a residual block whose
+    branch dies becomes the identity, a Concatenate keeps its other inputs, and one
+    `UserWarning` per such join names the branch's BN keys ("... the block becomes the
+    identity ..."). Where no path from the input to an output avoids such BNs the
+    output would be a constant, so that is a ValueError naming them. The masks are
+    used as given (exactness with `apply_masks` needs that): `prune` does not apply a
+    `min_channels`; draw masks with `eb_tf.channel_masks(..., min_channels=1)` (the
+    default), which keeps at least that many channels in every BN.
+
     Args:
       model: a functional or Sequential tf_keras model; nested functional models
         (e.g. a keras.applications backbone) and several inputs/outputs are supported.
@@ -96,12 +115,17 @@ def prune(model, masks: Dict[str, np.ndarray]):
                                    atol=1e-4)
 
     Raises:
-      ValueError: for invalid masks, a subclassed model, or a layer the pruner does not
-        support (named with its class and the supported types); nothing is built then.
+      ValueError: for invalid masks, masks that make an output independent of the
+        input ("... independent of its input (a constant): the signal dies at BN 'bn0'
+        (its mask keeps 0 of 8 channels) ..."), a subclassed model, or a layer the
+        pruner does not support (named with its class and the supported types);
+        nothing is built then.
     """
     where = "eb_tf.prune"
     check_tf_keras_model(model, where)
     plan = channel_plan.analyze(model, masks, where)
+    for note in channel_plan.check_signal(plan, where):
+        warnings.warn(note, stacklevel=2)
     return _Rebuilder(plan).build()
 
 

@@ -7,6 +7,12 @@ oneDNN and GPU kernels are much slower on odd channel counts (measured here: wid
 until the space's physical width in `prune(model, masks)` is a multiple of `multiple`
 (or the full width).
 
+It only adds channels, so a `min_channels` the masks were drawn with still holds. It
+never undoes a removal the masks make on purpose: a BN whose mask is all-False keeps
+no channel (a residual branch stays the identity, a dead chain stays an error for
+`prune`), and a space none of whose channels any layer needs (physically one channel,
+the pruner's minimum) counts as width 0, a multiple of everything.
+
 Example:
 
     masks = eb_tf.channel_masks(model, 0.5)
@@ -47,6 +53,15 @@ def _readers(plan) -> Dict[int, List[Tuple[str, int]]]:
     return out
 
 
+def _needed(plan) -> np.ndarray:
+    """Per channel identity: whether some tensor physically needs it (not only the
+    channel the pruner keeps so that no space is empty)."""
+    needed = np.zeros(plan.kept.size, bool)
+    for t, r in plan.required.items():
+        needed[plan.roots(t)[r]] = True
+    return needed
+
+
 def round_masks(model, masks: Dict[str, np.ndarray], multiple: int = 8) -> Dict[str, np.ndarray]:
     """Masks whose pruned widths are multiples of `multiple`, reviving top-|gamma| channels.
 
@@ -58,7 +73,8 @@ def round_masks(model, masks: Dict[str, np.ndarray], multiple: int = 8) -> Dict[
     Returns:
       New masks (same keys, copies) keeping every channel the input masks keep, plus
       the revived ones. A space whose channels no BN mask controls (e.g. a conv feeding
-      another conv directly) is left as it is.
+      another conv directly), or that no layer needs at all, is left as it is, and an
+      all-False mask stays all-False.
 
     Example:
 
@@ -67,7 +83,8 @@ def round_masks(model, masks: Dict[str, np.ndarray], multiple: int = 8) -> Dict[
 
     Raises:
       ValueError: for `multiple` < 1 or not an int, and whatever `eb_tf.prune` raises
-        for the model or the masks.
+        for the model or invalid masks. Masks that make the output a constant are
+        returned as they are (rounding keeps them dead); `eb_tf.prune` refuses them.
     """
     where = "eb_tf.round_masks"
     check_tf_keras_model(model, where)
@@ -76,13 +93,13 @@ def round_masks(model, masks: Dict[str, np.ndarray], multiple: int = 8) -> Dict[
     plan = channel_plan.analyze(model, masks, where)
     out = {k: v.copy() for k, v in plan.masks.items()}
     score = {k: np.abs(v) for k, v in batchnorm.gammas(model, where=where).items()}
-    tried = set()
+    tried = {(k, c) for k, m in out.items() if not m.any() for c in range(m.size)}
     for _ in range(_MAX_ROUNDS):
-        readers = _readers(plan)
+        readers, needed = _readers(plan), _needed(plan)
         flips = []
         for roots, (width, total) in space_widths(plan).items():
             target = min(total, math.ceil(width / multiple) * multiple)
-            if target <= width:
+            if target <= width or not needed[np.asarray(roots)].any():
                 continue
             kept = plan.kept[np.asarray(roots)]
             candidates = []

@@ -14,6 +14,7 @@ Example:
     model, spaces = testing.random_model(seed=3)
     testing.randomize_bn(model, seed=3)
     masks = testing.random_masks(model, seed=3)
+    testing.output_varies(eb_tf.apply_masks(model, masks))   # else prune raises
 """
 from typing import Dict, List, Tuple
 
@@ -22,8 +23,8 @@ import numpy as np
 from eb_tf.compat import keras, tf
 from eb_tf.sparsity import batchnorm
 
-__all__ = ["random_model", "randomize_bn", "calibrate_bn", "random_masks", "live_channels",
-           "data_dependent", "max_rel_error"]
+__all__ = ["random_model", "randomize_bn", "calibrate_bn", "random_masks", "output_varies",
+           "live_channels", "data_dependent", "max_rel_error"]
 L = keras.layers
 
 
@@ -58,16 +59,36 @@ def calibrate_bn(model, data, seed: int = 0) -> None:
         bn.moving_variance.assign((std ** 2 * rng.uniform(0.8, 1.25, mean.size)).astype(np.float32))
 
 
-def random_masks(model, seed: int = 0, keep: float = 0.5, min_keep: int = 0) -> Dict[str, np.ndarray]:
-    """Independent random keep-masks (probability `keep`), at least `min_keep` per BN."""
-    rng = np.random.default_rng(seed)
+def random_masks(model, seed: int = 0, keep: float = 0.5, min_keep: int = 0,
+                 dead: float = 0.0) -> Dict[str, np.ndarray]:
+    """Independent random keep-masks (probability `keep`), at least `min_keep` per BN;
+    with probability `dead` a BN's mask is all-False instead (ignoring `min_keep`)."""
+    rng, dead_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     out = {}
     for ref in batchnorm.bn_layers(model):
         mask = rng.random(ref.layer.gamma.shape[0]) < keep
         if mask.sum() < min_keep:
             mask[rng.choice(mask.size, min_keep, replace=False)] = True
+        if dead_rng.random() < dead:
+            mask[:] = False
         out[ref.key] = mask
     return out
+
+
+def output_varies(model, seed: int = 0, n: int = 2, tol: float = 0.0) -> bool:
+    """Whether `model`'s inference output differs between two random inputs (normal,
+    and normal * 4 + 1): a data check of liveness for a single-input model. A masked
+    BN channel is an exact 0, so an output the masks make constant is bit-identical
+    for both; a live one may move little (behind pooling), hence `tol` = 0."""
+    rng = np.random.default_rng(seed)
+    shape = (n,) + tuple(model.input_shape[1:])
+    xs = [rng.normal(size=shape), 4 * rng.normal(size=shape) + 1]
+    a, b = (model(x.astype(np.float32), training=False) for x in xs)
+    for ya, yb in zip(tf.nest.flatten(a), tf.nest.flatten(b)):
+        ya, yb = np.asarray(ya, np.float64), np.asarray(yb, np.float64)
+        if np.max(np.abs(ya - yb)) > tol * max(1.0, float(np.max(np.abs(ya)))):
+            return True
+    return False
 
 
 def max_rel_error(a, b) -> float:

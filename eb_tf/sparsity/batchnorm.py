@@ -124,11 +124,22 @@ def channel_masks(model, ratio: float, scope: str = "global", min_channels: int 
     `masks.masks_from_gammas` over `gammas(model)`: candidates are the trainable BN
     layers with `scale=True`; frozen ones and `exclude`d keys are skipped.
 
+    Args:
+      model: a tf_keras model (nested and tfmot-wrapped BNs are found).
+      ratio: the fraction of channels to prune, in (0, 1).
+      scope: "global" (one |gamma| threshold over all BNs) or "layer" (the ratio
+        within each BN).
+      min_channels: every BN keeps at least min(min_channels, its channels), in
+        both scopes and at any ratio (0.99 included); the default 1 never gives an
+        all-False mask. `eb_tf.prune` uses masks as given and applies no minimum.
+      exclude: BN keys or fnmatch patterns left out of the result (kept whole).
+
     Example:
       >>> masks = eb_tf.channel_masks(model, 0.5)      # {"bn1": array([True, False, ...])}
 
     Raises:
-      ValueError: no candidate BN layer, NaN gammas, ratio outside (0, 1), bad scope.
+      ValueError: no candidate BN layer, NaN gammas, ratio outside (0, 1), bad scope,
+        min_channels not an int >= 0.
     """
     check_tf_keras_model(model, "eb_tf.channel_masks")
     return masks_lib.masks_from_gammas(gammas(model, where="eb_tf.channel_masks"), ratio,

@@ -113,14 +113,22 @@ def masks_from_gammas(gammas: Mapping[str, np.ndarray], ratio: float, scope: str
     Exactly k = floor(ratio * N) channels are pruned (N = all channels in scope); ties
     go by (|gamma|, layer order, channel index), so the result is deterministic. Then
     every layer left with fewer than `min_channels` channels gets its largest-|gamma|
-    channels back (so slightly fewer than k may be pruned).
+    channels back (so slightly fewer than k may be pruned): in both scopes and at any
+    ratio, every layer keeps at least min(min_channels, its size) channels.
+
+    With `min_channels=0` a layer may lose every channel (an all-False mask); where
+    that makes a model's output a constant, `eb_tf.prune` refuses the mask (naming
+    the layer), and where a residual skip carries on it prunes the branch away. A mask
+    is per layer: BNs linked only by per-channel layers (BN - ReLU - depthwise - BN)
+    may each keep channels and still keep none in common; `prune` checks that too.
 
     Args:
       gammas: {BN key: 1-D array of gammas}, in layer order (`eb_tf.gammas(model)`).
       ratio: pruning ratio p in (0, 1).
       scope: "global" (one threshold over all layers, the paper) or "layer" (prune
         floor(p * n) within each layer).
-      min_channels: keep at least this many channels per layer (>= 0).
+      min_channels: keep at least this many channels per layer (>= 0; a layer with
+        fewer keeps all of them).
       exclude: BN keys or fnmatch patterns to leave out; they are not in the result
         and do not count towards N.
 

@@ -35,7 +35,7 @@ from eb_tf import io_utils
 from eb_tf.compat import keras, keras_tuner
 from eb_tf.pipeline import build
 from eb_tf.pipeline import config as eb_config
-from eb_tf.pipeline import runner
+from eb_tf.pipeline import health
 from eb_tf.tuning import candidate as tuning_candidate
 from eb_tf.tuning import report
 from eb_tf.tuning import search as tuning_search
@@ -125,6 +125,9 @@ class EBTuner(keras_tuner.Tuner):
         keras.backend.clear_session()  # each trial builds its models afresh
         try:
             record = self.evaluate_candidate(*(hp.get(name) for name in _HPS))
+        except health.TrainingDiverged as e:  # this (l1, lr) diverges: the worst score
+            print(f"eb_tune: trial {trial.trial_id} diverged, scored {INFEASIBLE_SCORE}: {e}")
+            return {"score": INFEASIBLE_SCORE, "feasible": 0.0}
         except ValueError as e:  # a setting that fails for every trial: stop the search
             raise keras_tuner.errors.FatalValueError(str(e)) from e
         return {k: float(record[k]) for k in ("score", "val_accuracy", "feasible", "flops",

@@ -19,6 +19,30 @@ def _fresh(**kwargs):
     return fv, cli.define_run_flags("Run folder.", flag_values=fv, **kwargs)
 
 
+_TINY_CONFIG = """
+import ml_collections
+
+def get_config(arg=None):
+    if arg not in (None, "small"):
+        raise ValueError(f"config argument {arg!r} is not supported")
+    return ml_collections.ConfigDict({"epochs": 3, "lr": 0.1,
+                                      "tune": {"oracle": "grid", "trials": 2}})
+"""
+
+
+def _parse(fv, monkeypatch, *args):
+    """fv(argv), with sys.argv = argv: ml_collections reads the overrides from sys.argv."""
+    argv = ["prog", *args]
+    monkeypatch.setattr(sys, "argv", argv)
+    return fv(argv)
+
+
+def _tiny_config(tmp_path, text=_TINY_CONFIG):
+    path = tmp_path / "tiny_config.py"
+    path.write_text(text)
+    return str(path)
+
+
 def test_main_rejects_extra_arguments_without_running_the_body():
     calls = []
     wrapped = cli.main(lambda: calls.append(1))
@@ -121,3 +145,99 @@ def test_run_lends_the_docstring_and_flags_to_a_console_scripts_main():
     assert proc.stdout.startswith("Export a finished EB Train run to TFLite")
     for flag in ("--workdir", "--mode", "--side_by_side", "--num_runs"):
         assert flag in proc.stdout
+
+
+@pytest.mark.parametrize("override, hint", [
+    ("--config.epoch=5", " (did you mean config.epochs?)"),
+    ("--config.tune.oracel=random", " (did you mean config.tune.oracle?)"),
+    ("--config.nonsense=1", ""),
+])
+def test_an_unknown_config_field_is_one_line_naming_the_closest_fields(
+        override, hint, monkeypatch, tmp_path):
+    fv, _ = _fresh(config_help="Run config.", fields_help="see FIELDS.md")
+    args = (f"--config={_tiny_config(tmp_path)}", "--config.lr=0.5", override,
+            f"--workdir={tmp_path}/w")
+    with pytest.raises((AttributeError, KeyError)):  # ml_collections' error, a traceback
+        _parse(fv, monkeypatch, *args)
+    field = override.split("=")[0][len("--config."):]
+    assert cli.unknown_field_message(["prog", *args], fv) == (
+        f"flag {override}: the config has no field {field!r}{hint}; its fields: see FIELDS.md")
+
+
+def test_known_config_fields_have_no_unknown_field_message(monkeypatch, tmp_path):
+    fv, holders = _fresh(config_help="Run config.")
+    args = (f"--config={_tiny_config(tmp_path)}", "--config.tune.trials=4",
+            f"--workdir={tmp_path}/w")
+    _parse(fv, monkeypatch, *args)
+    assert holders.config.value.tune.trials == 4
+    assert cli.unknown_field_message(["prog", *args], fv) is None
+
+
+@pytest.mark.parametrize("config, message", [
+    ("missing.py", "no such config file 'missing.py'"),
+    ("{tmp}", "'{tmp}' is a folder, not a config file"),
+    ("{tiny}:huge", "config argument 'huge' is not supported"),
+    ("{empty}", "'{empty}' is not a config file: it has no get_config(arg) function"),
+])
+def test_a_config_file_that_cannot_be_loaded_is_a_one_line_flag_error(
+        config, message, monkeypatch, tmp_path):
+    names = {"tmp": str(tmp_path), "tiny": _tiny_config(tmp_path),
+             "empty": str(tmp_path / "empty.py")}
+    (tmp_path / "empty.py").write_text("X = 1\n")
+    config, message = config.format(**names), message.format(**names)
+    fv, _ = _fresh(config_help="Run config.")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "config_config", raising=False)  # ml_collections
+    # loads every config file as this module, into the one an earlier test loaded
+    with pytest.raises(flags.IllegalFlagValueError) as info:  # also under an override
+        _parse(fv, monkeypatch, f"--config={config}", "--config.epochs=2",
+               f"--workdir={tmp_path}/w")
+    assert str(info.value).startswith(f"flag --config={config}: {message}")
+    assert "\n" not in str(info.value) and "Traceback" not in str(info.value)
+
+
+def _workdir_cases(tmp_path):
+    (tmp_path / "file").write_text("x")
+    cases = [(str(tmp_path / "file" / "run"), f"'{tmp_path}/file' is a file, not a folder"),
+             (str(tmp_path / "file"), "exists and is not a folder"),
+             ("", "must name a folder")]
+    if os.path.isdir("/sys"):  # not writable, even by root
+        cases.append(("/sys/eb_tf_test/run", "cannot write in '/sys': "))
+    return cases
+
+
+def test_a_workdir_that_cannot_be_a_folder_is_a_flag_error_and_nothing_is_made(tmp_path):
+    for workdir, message in _workdir_cases(tmp_path):
+        fv, _ = _fresh()
+        with pytest.raises(flags.IllegalFlagValueError) as info:
+            fv(["prog", f"--workdir={workdir}"])
+        assert str(info.value).startswith(f"flag --workdir={workdir}: {message}"), workdir
+        assert not os.path.exists(workdir) or workdir == str(tmp_path / "file")
+    assert os.listdir(tmp_path) == ["file"]  # no write check left behind
+
+
+def test_a_new_or_writable_workdir_passes_and_nothing_is_made(tmp_path):
+    for workdir in (tmp_path / "a" / "b", tmp_path):
+        fv, holders = _fresh()
+        fv(["prog", f"--workdir={workdir}"])
+        assert holders.workdir.value == str(workdir)
+    assert os.listdir(tmp_path) == []
+
+
+def test_path_validators_check_files_and_folders_when_given(tmp_path):
+    (tmp_path / "file").write_text("x")
+    fv = flags.FlagValues()
+    flags.DEFINE_string("out", None, "A file.", flag_values=fv)
+    flags.DEFINE_string("cache", None, "A folder.", flag_values=fv)
+    cli.register_path_validator("out", cli.check_file, flag_values=fv)
+    cli.register_path_validator("cache", cli.check_folder, flag_values=fv)
+    fv(["prog", "--out=", f"--cache={tmp_path}/new"])  # "" and None: the default
+    for args, message in (
+            ([f"--out={tmp_path}/file/x.png"], f"flag --out={tmp_path}/file/x.png: "
+             f"'{tmp_path}/file' is a file, not a folder"),
+            ([f"--out={tmp_path}"], f"flag --out={tmp_path}: is a folder, not a file"),
+            ([f"--cache={tmp_path}/file"], f"flag --cache={tmp_path}/file: exists and is not")):
+        fv.unparse_flags()
+        with pytest.raises(flags.IllegalFlagValueError, match=f"^{message}"):
+            fv(["prog", *args])
+    assert os.listdir(tmp_path) == ["file"]

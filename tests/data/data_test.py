@@ -12,7 +12,7 @@ from PIL import Image
 
 import eb_tf
 from eb_tf.compat import tf
-from eb_tf.data import augment, tfds_source
+from eb_tf.data import augment, sources, tfds_source
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
@@ -282,6 +282,39 @@ def test_npz_layouts_and_errors(tmp_path):
     _npz(tmp_path / "labels.npz", y_train=np.zeros(3, np.int64))
     with pytest.raises(ValueError, match="y_train must hold 12 integer class ids"):
         eb_tf.data.load(f"npz:{tmp_path / 'labels.npz'}")
+
+
+def test_npz_pixels_of_every_accepted_kind_load_as_uint8(tmp_path):
+    pixels = np.arange(12 * 4 * 4, dtype=np.int64).reshape(12, 4, 4, 1) % 256
+    for name, x in (("uint8", pixels.astype(np.uint8)), ("int64", pixels),
+                    ("float255", pixels.astype(np.float32)),
+                    ("unit", pixels.astype(np.float64) / 255.0),
+                    ("rounding", np.where(pixels == 255, 255.4, pixels).astype(np.float32))):
+        _npz(tmp_path / f"{name}.npz", x_train=x, x_test=x[:5], y_train=np.arange(12) % 3)
+        src = sources.load_npz(str(tmp_path / f"{name}.npz"))
+        assert src.x_train.dtype == np.uint8, name
+        np.testing.assert_array_equal(src.x_train, pixels, err_msg=name)
+
+
+@pytest.mark.parametrize("array, x, needle", [
+    ("x_train", np.where(np.arange(48).reshape(3, 4, 4, 1) % 7 == 0, np.nan, 0.5),
+     "x_train holds 7 NaN and 0 Inf values (of 48); pixels must be finite"),
+    ("x_test", np.where(np.arange(48).reshape(3, 4, 4, 1) < 2, np.inf, 0.5),
+     "x_test holds 0 NaN and 2 Inf values (of 48)"),
+    ("x_train", np.linspace(-1, 1, 48).reshape(3, 4, 4, 1),
+     "x_train holds 24 of 48 float values outside the pixel range [0, 1] (its maximum is "
+     "<= 1): -1..1; store un-normalised pixels"),
+    ("x_test", np.linspace(0, 300, 48).reshape(3, 4, 4, 1),
+     "x_test holds 7 of 48 float values outside the pixel range [0, 255]: 0..300"),
+    ("x_train", np.arange(-2, 46).reshape(3, 4, 4, 1),
+     "x_train holds 2 of 48 integers outside 0..255 (-2..45); store uint8 pixels")])
+def test_npz_nan_or_out_of_range_pixels_are_an_error_naming_file_array_and_count(
+        tmp_path, array, x, needle):
+    good = np.zeros((3, 4, 4, 1), np.uint8)
+    arrays = {"x_train": good, "x_test": good, array: x}
+    _npz(tmp_path / "bad.npz", y_train=np.arange(3), y_test=np.arange(3), **arrays)
+    with pytest.raises(ValueError, match=re.escape(f"npz:{tmp_path / 'bad.npz'} {needle}")):
+        eb_tf.data.load(f"npz:{tmp_path / 'bad.npz'}")
 
 
 @pytest.mark.parametrize("kwargs,needle", [

@@ -33,8 +33,16 @@ def test_same_config_resumes_and_keeps_the_report(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["config"]["verbose"] == 0
 
 
+def _completed_an_epoch(rd):
+    """What the search's checkpoint leaves after epoch 1: the folder is a real run now."""
+    os.makedirs(rd.search_dir("ckpt"), exist_ok=True)
+    with open(rd.search_dir("ckpt", "state.json"), "w") as f:
+        json.dump({"epoch": 1}, f)
+    return rd
+
+
 def test_other_config_is_refused_naming_each_differing_field(tmp_path):
-    run_dir.RunDir.open(str(tmp_path), _cfg(epochs=12))
+    _completed_an_epoch(run_dir.RunDir.open(str(tmp_path), _cfg(epochs=12)))
     with pytest.raises(ValueError) as info:
         run_dir.RunDir.open(str(tmp_path), _cfg(epochs=20, ratios=(0.3,)))
     message = str(info.value)
@@ -87,7 +95,7 @@ def test_summary_table_lists_phases_and_models():
 
 def test_folder_written_before_a_field_was_added_still_resumes(tmp_path):
     cfg = _cfg(epochs=9)
-    rd = run_dir.RunDir.open(str(tmp_path), cfg)
+    rd = _completed_an_epoch(run_dir.RunDir.open(str(tmp_path), cfg))
     saved = json.loads((tmp_path / "config.json").read_text())
     del saved["config"]["tensorboard"], saved["config"]["nesterov"]  # "older" eb_tf
     saved["config_hash"] = "0ld0ld0ld0ld"

@@ -4,6 +4,7 @@ import pytest
 
 from eb_tf.compat import keras
 from eb_tf.pruning import plan as channel_plan
+from eb_tf.pruning.channel_select import ChannelSelect
 
 L = keras.layers
 T, F = True, False
@@ -142,6 +143,65 @@ def test_shared_conv_reads_union_of_its_calls():
     for op in calls:
         np.testing.assert_array_equal(plan.p_in[(op.index, 0)], [0, 2])
     assert _widths(plan)["a"] == 2 and _widths(plan)["b"] == 2
+
+
+def _signal(plan, name):
+    return plan.signal[_op(plan, name).outputs[0]].tolist()
+
+
+def test_signal_follows_channels_and_dies_at_masked_bn_channels():
+    inp = keras.Input((2, 2, 3))
+    a = _cbr(inp, 3, "a")
+    b = L.DepthwiseConv2D(3, padding="same", name="dw")(a)
+    b = L.ReLU(name="b_relu")(L.BatchNormalization(name="b_bn")(b))
+    x = L.Concatenate(name="cat")([a, b])
+    model = keras.Model(inp, L.Dense(2, name="d")(L.Flatten(name="f")(x)))
+    plan = channel_plan.analyze(model, {"a_bn": np.array([T, F, T]),
+                                        "b_bn": np.array([F, F, T])})
+    assert _signal(plan, "a") == [T, T, T]                       # a producer mixes
+    assert _signal(plan, "a_relu") == [T, F, T]
+    assert _signal(plan, "b_relu") == [F, F, T]                  # per channel: [T, F, T] & mask
+    assert _signal(plan, "cat") == [T, F, T, F, F, T]
+    assert _signal(plan, "f") == [T, F, T, F, F, T] * 4
+    assert _signal(plan, "d") == [T, T]
+    assert channel_plan.check_signal(plan) == []
+
+
+def test_signal_through_multiply_dies_only_at_a_zero_gate():
+    inp = keras.Input((6, 6, 3))
+    x = _cbr(inp, 4, "a")
+    g = L.Dense(4, name="g")(L.GlobalAveragePooling2D()(x))
+    g = L.ReLU(name="g_relu")(L.BatchNormalization(name="g_bn")(g))
+    x = L.Multiply(name="mul")([x, L.Reshape((1, 1, 4))(g)])
+    model = keras.Model(inp, _head(x))
+    plan = channel_plan.analyze(model, {"g_bn": np.array([T, F, T, F])})
+    assert _signal(plan, "mul") == [T, F, T, F]                  # x * 0 = 0
+    with pytest.raises(ValueError, match=r"eb_tf.prune: these masks make the model's output "
+                       r"'head' independent of its input .* dies at BN 'g_bn'"):
+        channel_plan.check_signal(channel_plan.analyze(model, {"g_bn": np.zeros(4, bool)}))
+
+
+def test_check_signal_names_the_bn_a_channel_select_starves():
+    inp = keras.Input((6, 6, 3))
+    x = ChannelSelect([0, 1], name="sel")(_cbr(inp, 4, "a"))
+    model = keras.Model(inp, _head(L.Conv2D(2, 3, padding="same", name="c")(x)))
+    plan = channel_plan.analyze(model, {"a_bn": np.array([F, F, T, T])})
+    assert _signal(plan, "sel") == [F, F]
+    with pytest.raises(ValueError, match=r"dies at BN 'a_bn' \(its mask keeps channels "
+                       r"\[2, 3\] of 4, the signal reaches it on \[0, 1, 2, 3\]\)"):
+        channel_plan.check_signal(plan, "eb_tf.prune")
+
+
+def test_dead_output_plan_still_analyses_but_check_signal_raises():
+    inp = keras.Input((6, 6, 3))
+    x = _cbr(_cbr(inp, 3, "a"), 4, "b")
+    model = keras.Model(inp, [x, _head(x)])
+    plan = channel_plan.analyze(model, {"a_bn": np.array([F, F, F])})
+    assert _widths(plan)["a"] == 1                               # analyze itself never raises
+    with pytest.raises(ValueError, match=r"output 'b_relu', 'head' independent of its input "
+                       r"\(a constant\): the signal dies at BN 'a_bn' \(its mask keeps 0 of "
+                       r"3 channels\)"):
+        channel_plan.check_signal(plan, "eb_tf.prune")
 
 
 @pytest.mark.parametrize("masks, message", [

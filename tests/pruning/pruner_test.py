@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -44,6 +45,24 @@ def _mask_in_place(model, masks):
     return model
 
 
+_DEAD = r"independent of its input \(a constant\): the signal dies at BN"
+
+
+def _prune_or_raise(model, masks, x):
+    """prune, checked: exact, or the dead-output error with a constant masked output."""
+    masked = pruner.apply_masks(model, masks)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pruned = pruner.prune(model, masks)
+    except ValueError as e:
+        assert "independent of its input" in str(e), e
+        assert not testing.output_varies(masked), "prune refused a model whose output varies"
+        return None
+    _assert_exact(masked, pruned, x)
+    return pruned
+
+
 @settings(max_examples=6)
 @given(seed=st.integers(0, 2 ** 20), keep=st.sampled_from([0.2, 0.5, 0.8]))
 def test_prune_equals_masked_model_on_random_graphs(seed, keep):
@@ -51,10 +70,35 @@ def test_prune_equals_masked_model_on_random_graphs(seed, keep):
     model, _ = testing.random_model(seed, activation="relu")
     testing.randomize_bn(model, seed)
     masks = testing.random_masks(model, seed, keep=keep)      # whole layers may die
+    pruned = _prune_or_raise(model, masks, _data(model, seed))
+    assert pruned is None or pruned.count_params() <= model.count_params()
+
+
+@settings(max_examples=10)
+@given(seed=st.integers(0, 2 ** 20), keep=st.sampled_from([0.3, 0.6, 1.0]),
+       dead=st.sampled_from([0.15, 0.3, 0.6]))
+def test_prune_raises_exactly_when_the_masks_make_the_output_constant(seed, keep, dead):
+    """Liveness by data: with all-False masks in random graphs (LeakyReLU, so no unit
+    is dead on data), prune raises iff two random inputs give the masked model the same
+    output; otherwise it is exact."""
+    keras.backend.clear_session()
+    model, _ = testing.random_model(seed, activation="leaky")
+    testing.randomize_bn(model, seed)
+    masks = testing.random_masks(model, seed, keep=keep, min_keep=1, dead=dead)
     masked = pruner.apply_masks(model, masks)
-    pruned = pruner.prune(model, masks)
-    _assert_exact(masked, pruned, _data(model, seed))
-    assert pruned.count_params() <= model.count_params()
+    if testing.output_varies(masked, seed):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pruned = pruner.prune(model, masks)
+        _assert_exact(masked, pruned, _data(model, seed))
+    else:
+        with pytest.raises(ValueError, match=_DEAD) as info:
+            pruner.prune(model, masks)
+        named = [k for k in masks if repr(k) in str(info.value)]
+        assert named, info.value
+        opened = {k: np.ones_like(m) if k in named else m for k, m in masks.items()}
+        assert testing.output_varies(pruner.apply_masks(model, opened), seed), \
+            "unmasking the named BNs should bring the signal back"
 
 
 @settings(max_examples=5)
@@ -67,7 +111,13 @@ def test_pruned_widths_equal_independent_live_counts(seed):
     x = _data(model, seed, n=8)
     masked = pruner.apply_masks(model, masks)
     testing.calibrate_bn(masked, x, seed)
-    pruned = pruner.prune(masked, masks)
+    if not testing.output_varies(masked, seed):   # BN - depthwise - BN keeping disjoint sets
+        with pytest.raises(ValueError, match=_DEAD):
+            pruner.prune(masked, masks)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pruned = pruner.prune(masked, masks)
     _assert_exact(masked, pruned, x)
     for producers in spaces:
         live = int(testing.live_channels(masked, producers, x).sum())
@@ -103,6 +153,158 @@ def _preact_resnet(blocks=2, width=8):
         x = L.Add()([x, y])
     x = L.ReLU()(L.BatchNormalization(name="bn_final")(x))
     return keras.Model(inp, L.Dense(5)(L.GlobalAveragePooling2D()(x)), name="preact")
+
+
+def _no_rebuild(monkeypatch):
+    def _fail(plan):
+        raise AssertionError("the rebuild must not start")
+    monkeypatch.setattr(pruner, "_Rebuilder", _fail)
+
+
+def test_all_false_mask_in_a_plain_conv_chain_is_an_error_naming_the_bn(monkeypatch):
+    model = _vgg_like()
+    masks = testing.random_masks(model, 1, min_keep=1)
+    masks["bn3"] = np.zeros(16, bool)
+    assert not testing.output_varies(pruner.apply_masks(model, masks))
+    _no_rebuild(monkeypatch)
+    with pytest.raises(ValueError, match=(
+            r"^eb_tf.prune: these masks make the model's output 'fc' independent of its "
+            r"input \(a constant\): the signal dies at BN 'bn3' \(its mask keeps 0 of 16 "
+            r"channels\), and no path from the input to the output avoids it. Keep at "
+            r"least one channel there, e.g. pass min_channels=1 to eb_tf.channel_masks, "
+            r"or use a lower ratio.$")):
+        pruner.prune(model, masks)
+    masks["bn0"] = np.zeros(8, bool)      # two in a row: both named
+    with pytest.raises(ValueError, match=r"dies at BNs 'bn0' \(its mask keeps 0 of 8 "
+                       r"channels\), 'bn3' \(its mask keeps 0 of 16 channels\), and no "
+                       r"path .* avoids them"):
+        pruner.prune(model, masks)
+
+
+def test_bn_depthwise_bn_keeping_disjoint_channels_is_an_error_naming_the_second():
+    inp = keras.Input((8, 8, 3))
+    x = L.ReLU()(L.BatchNormalization(name="bn_a")(L.Conv2D(4, 3, padding="same")(inp)))
+    x = L.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+    x = L.ReLU()(L.BatchNormalization(name="bn_b")(x))
+    model = keras.Model(inp, L.Dense(2, name="fc")(L.GlobalAveragePooling2D()(x)))
+    masks = {"bn_a": np.array([T, F, F, F]), "bn_b": np.array([F, T, T, F])}   # both keep >= 1
+    assert not testing.output_varies(pruner.apply_masks(model, masks))
+    with pytest.raises(ValueError, match=r"dies at BN 'bn_b' \(its mask keeps channels "
+                       r"\[1, 2\] of 4, none of the channels \[0\] that the signal reaches "
+                       r"it on after 'bn_a'\).* must keep a common channel, which "
+                       r"min_channels does not ensure: .*exclude=\['bn_b'\]"):
+        pruner.prune(model, masks)
+
+
+def _post_residual():
+    x = inp = keras.Input((8, 8, 3))
+    x = L.ReLU()(L.BatchNormalization(name="stem_bn")(L.Conv2D(6, 3, padding="same")(x)))
+    y = L.ReLU()(L.BatchNormalization(name="blk_bn1")(
+        L.Conv2D(4, 3, padding="same", name="blk_conv1")(x)))
+    y = L.BatchNormalization(name="blk_bn2")(L.Conv2D(6, 3, padding="same", name="blk_conv2")(y))
+    x = L.ReLU()(L.Add(name="blk_add")([x, y]))
+    return keras.Model(inp, L.Dense(3, name="fc")(L.Flatten()(L.MaxPooling2D(4)(x))))
+
+
+@pytest.mark.parametrize("dead", [["blk_bn2"], ["blk_bn1"], ["blk_bn1", "blk_bn2"]])
+def test_all_false_residual_branch_becomes_the_identity_with_one_warning(dead):
+    model = _post_residual()
+    testing.randomize_bn(model, 13)
+    masks = testing.random_masks(model, 13, min_keep=1)
+    for key in dead:
+        masks[key][:] = False
+    with pytest.warns(UserWarning) as record:
+        pruned = pruner.prune(model, masks)
+    notes = [str(w.message) for w in record if "the signal dies" in str(w.message)]
+    named = ", ".join(f"{k!r} (its mask keeps 0 of {masks[k].size} channels)" for k in dead)
+    assert notes == [f"eb_tf.prune: the signal dies at BN{'s' if len(dead) > 1 else ''} "
+                     f"{named}, so its branch into 'blk_add' (Add) is a constant: the block "
+                     "becomes the identity (plus a constant); the skip path carries the "
+                     "signal."]
+    _assert_exact(pruner.apply_masks(model, masks), pruned, _data(model, 13))
+    assert pruned.get_layer("blk_conv1").filters == 1        # the branch is gone
+    assert pruned.count_params() < model.count_params()
+
+
+def test_all_false_preact_branch_is_the_identity_and_exact():
+    model = _preact_resnet()
+    testing.randomize_bn(model, 14)
+    masks = testing.random_masks(model, 14, min_keep=1)
+    masks["b1_bn1"][:] = False
+    with pytest.warns(UserWarning, match=r"BN 'b1_bn1' .* the block becomes the identity"):
+        pruned = pruner.prune(model, masks)
+    _assert_exact(pruner.apply_masks(model, masks), pruned, _data(model, 14))
+    masks["bn_final"][:] = False                               # the stage's close: dead
+    with pytest.raises(ValueError, match=r"output 'dense' .* dies at BN 'bn_final'"):
+        pruner.prune(model, masks)
+
+
+def test_all_false_concat_branch_is_allowed_and_both_dead_is_an_error():
+    inp = keras.Input((8, 8, 3))
+    a = L.ReLU()(L.BatchNormalization(name="bn_a")(L.Conv2D(4, 3, padding="same")(inp)))
+    b = L.ReLU()(L.BatchNormalization(name="bn_b")(L.Conv2D(3, 3, padding="same")(a)))
+    x = L.Concatenate(name="cat")([a, b])
+    model = keras.Model(inp, L.Dense(2, name="fc")(L.Flatten()(x)))
+    testing.randomize_bn(model, 15)
+    masks = {"bn_a": np.array([T, F, T, T]), "bn_b": np.zeros(3, bool)}
+    with pytest.warns(UserWarning, match=r"BN 'bn_b' .* into 'cat' \(Concatenate\) is a "
+                      r"constant: the other inputs carry the signal"):
+        pruned = pruner.prune(model, masks)
+    _assert_exact(pruner.apply_masks(model, masks), pruned, _data(model, 15))
+    masks["bn_a"][:] = False
+    with pytest.raises(ValueError, match=r"output 'fc' .* dies at BN 'bn_a' \(its mask "
+                       r"keeps 0 of 4 channels\), and no path"):
+        pruner.prune(model, masks)
+
+
+@pytest.mark.parametrize("gate, error", [("relu", True), ("sigmoid", False)])
+def test_squeeze_excite_gate_behind_an_all_false_bn(gate, error):
+    """A gate that the mask makes 0 (BN -> ReLU) kills the block; sigmoid(0) = 0.5 does not."""
+    inp = keras.Input((8, 8, 3))
+    x = L.ReLU()(L.BatchNormalization(name="bn_x")(L.Conv2D(4, 3, padding="same")(inp)))
+    s = L.Dense(4, name="se")(L.GlobalAveragePooling2D()(x))
+    s = L.Activation(gate)(L.BatchNormalization(name="bn_gate")(s))
+    x = L.Multiply(name="gate")([x, L.Reshape((1, 1, 4))(s)])
+    model = keras.Model(inp, L.Dense(2, name="fc")(L.GlobalAveragePooling2D()(x)))
+    testing.randomize_bn(model, 16)
+    masks = {"bn_x": np.array([T, T, F, T]), "bn_gate": np.zeros(4, bool)}
+    masked = pruner.apply_masks(model, masks)
+    assert testing.output_varies(masked) != error
+    if error:
+        with pytest.raises(ValueError, match=r"output 'fc' .* dies at BN 'bn_gate'"):
+            pruner.prune(model, masks)
+    else:
+        with pytest.warns(UserWarning, match=r"BN 'bn_gate' .* into 'gate' \(Multiply\)"):
+            pruned = pruner.prune(model, masks)
+        _assert_exact(masked, pruned, _data(model, 16))
+
+
+def test_one_dead_output_of_two_is_an_error_naming_it():
+    inp = keras.Input((8, 8, 3))
+    x = L.ReLU()(L.BatchNormalization(name="bn_x")(L.Conv2D(4, 3, padding="same")(inp)))
+    h = L.ReLU()(L.BatchNormalization(name="bn_h")(L.Conv2D(3, 1)(x)))
+    model = keras.Model(inp, [L.Dense(2, name="cls")(L.GlobalAveragePooling2D()(x)),
+                              L.Conv2D(1, 1, name="map")(h)])
+    with pytest.raises(ValueError, match=r"output 'map' independent of its input .* BN 'bn_h'"):
+        pruner.prune(model, {"bn_h": np.zeros(3, bool)})
+
+
+def test_prune_uses_user_masks_as_given_and_channel_masks_keeps_min_channels():
+    """prune does not apply min_channels (exactness with apply_masks needs the masks as
+    given); channel_masks applies it, so its masks prune even at ratio 0.99."""
+    model = _vgg_like()
+    testing.randomize_bn(model, 17)
+    starved = eb_tf.channel_masks(model, 0.99, min_channels=0)
+    assert sum(not m.any() for m in starved.values()) >= 3
+    with pytest.raises(ValueError, match=r"independent of its input .* min_channels=1"):
+        pruner.prune(model, starved)
+    for scope in ("global", "layer"):
+        masks = eb_tf.channel_masks(model, 0.99, scope=scope)          # min_channels=1
+        assert all(m.sum() >= 1 for m in masks.values())
+        pruned = pruner.prune(model, masks)
+        _assert_exact(pruner.apply_masks(model, masks), pruned, _data(model))
+        assert [pruned.get_layer(f"conv{i}").filters for i in (0, 1, 3, 4)] == \
+            [int(masks[f"bn{i}"].sum()) for i in (0, 1, 3, 4)]
 
 
 def test_prune_vgg_like_is_exact_smaller_and_gather_free():

@@ -1,4 +1,6 @@
 """round_masks: widths become multiples, only top-|gamma| channels revive, still exact."""
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -63,6 +65,34 @@ def test_residual_group_rounds_the_union_of_its_members():
     assert _conv_widths(eb_tf.prune(model, rounded)) == {"conv_a": 8, "conv_b": 8}
 
 
+def test_all_false_masks_stay_all_false():
+    """Rounding does not undo a removal: a dead chain stays an error for prune, an
+    identity residual branch stays the identity."""
+    model = _chain()
+    testing.randomize_bn(model, seed=5)
+    masks = eb_tf.channel_masks(model, 0.5)
+    masks["bn0"][:] = False
+    rounded = eb_tf.round_masks(model, masks, multiple=8)
+    assert not rounded["bn0"].any()
+    with pytest.raises(ValueError, match=r"eb_tf.prune: .* dies at BN 'bn0'"):
+        eb_tf.prune(model, rounded)
+    inp = keras.Input((8, 8, 3))
+    x = L.ReLU()(L.BatchNormalization(name="stem_bn")(L.Conv2D(6, 3, padding="same")(inp)))
+    y = L.ReLU()(L.BatchNormalization(name="bn1")(L.Conv2D(5, 3, padding="same", name="c1")(x)))
+    y = L.BatchNormalization(name="bn2")(L.Conv2D(6, 3, padding="same", name="c2")(y))
+    x = L.ReLU()(L.Add()([x, y]))
+    model = keras.Model(inp, L.Dense(2)(L.GlobalAveragePooling2D()(x)))
+    testing.randomize_bn(model, seed=5)
+    masks = {"stem_bn": np.arange(6) < 3, "bn1": np.arange(5) < 3, "bn2": np.zeros(6, bool)}
+    rounded = eb_tf.round_masks(model, masks, multiple=4)
+    assert not rounded["bn2"].any()
+    assert rounded["bn1"].tolist() == masks["bn1"].tolist()   # its space is not needed
+    assert int(rounded["stem_bn"].sum()) == 4
+    with pytest.warns(UserWarning, match="the block becomes the identity"):
+        pruned = eb_tf.prune(model, rounded)
+    assert _conv_widths(pruned)["c1"] == 1
+
+
 def test_multiple_one_and_full_width_leave_masks_unchanged():
     model = _chain((8, 16, 8))
     testing.randomize_bn(model, seed=1)
@@ -97,13 +127,35 @@ def test_random_graphs_round_every_controllable_space_and_stay_exact(seed, multi
     plan = channel_plan.analyze(model, rounded)
     before = rounding.space_widths(channel_plan.analyze(model, masks))
     readers = rounding._readers(plan)   # pylint: disable=protected-access
+    needed = rounding._needed(plan)     # pylint: disable=protected-access
     for roots, (width, total) in rounding.space_widths(plan).items():
         assert width >= before[roots][0]
-        if width % multiple and width != total:
-            # Not rounded: no masked BN reads a dead channel of it that could revive.
+        if width % multiple and width != total and needed[np.asarray(roots)].any():
+            # Not rounded: no masked BN reads a dead channel of it that could revive
+            # (all-False masks stay all-False).
             dead = [r for r, k in zip(roots, plan.kept[np.asarray(roots)]) if not k]
-            assert not any(not rounded[key][c] for r in dead for key, c in readers.get(r, []))
+            assert not any(not rounded[key][c] and rounded[key].any()
+                           for r in dead for key, c in readers.get(r, []))
+    for key, mask in masks.items():
+        assert mask.any() or not rounded[key].any()
     x = np.random.default_rng(seed).normal(size=(2,) + model.input_shape[1:]).astype(np.float32)
     masked = eb_tf.apply_masks(model, rounded)
-    pruned = eb_tf.prune(model, rounded)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")     # dead residual branches: identity notes
+            pruned = eb_tf.prune(model, rounded)
+    except ValueError as e:                     # whole layers may die: a constant output
+        assert "independent of its input" in str(e)
+        assert not testing.output_varies(masked)
+        return
     assert testing.max_rel_error(masked(x, training=False), pruned(x, training=False)) <= 1e-4
+
+
+def test_rounding_only_adds_channels_so_min_channels_survives():
+    model = _chain()
+    testing.randomize_bn(model, seed=4)
+    for scope in ("global", "layer"):
+        masks = eb_tf.channel_masks(model, 0.99, scope=scope, min_channels=2)
+        rounded = eb_tf.round_masks(model, masks, multiple=8)
+        for key, mask in masks.items():
+            assert mask.sum() >= 2 and rounded[key][mask].all()

@@ -244,3 +244,27 @@ def test_channel_masks_reads_the_model_gammas():
         {"block/bn2": model.get_layer("block").get_layer("bn2").gamma.numpy()}, 0.5)
     np.testing.assert_array_equal(got["block/bn2"], want["block/bn2"])
     assert int((~got["block/bn2"]).sum()) == 2
+
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+@pytest.mark.parametrize("ratio", [0.99, 0.999])
+@pytest.mark.parametrize("min_channels", [1, 2, 5])
+def test_channel_masks_keep_min_channels_in_every_bn_at_extreme_ratios(scope, ratio,
+                                                                       min_channels):
+    model = _net()
+    got = eb_tf.channel_masks(model, ratio, scope=scope, min_channels=min_channels)
+    sizes = {r.key: int(r.gamma.shape[0]) for r in batchnorm.bn_layers(model)}
+    assert list(got) == list(sizes)
+    score = {k: np.abs(g) for k, g in eb_tf.gammas(model).items()}
+    for key, mask in got.items():
+        assert mask.sum() == min(min_channels, sizes[key]), (key, mask)   # 5 > 4: all of bn1
+        kept, pruned = score[key][mask], score[key][~mask]
+        assert not pruned.size or pruned.max() <= kept.min()   # the largest |gamma| are back
+
+
+def test_channel_masks_min_channels_zero_may_empty_a_bn_and_bad_values_are_named():
+    model = _net()
+    got = eb_tf.channel_masks(model, 0.99, min_channels=0)
+    assert sum(int(m.sum()) for m in got.values()) == 1           # floor(0.99 * 13) = 12 pruned
+    with pytest.raises(ValueError, match=r"min_channels must be an int >= 0, got -1"):
+        eb_tf.channel_masks(model, 0.5, min_channels=-1)

@@ -330,3 +330,27 @@ def test_written_config_file_round_trips_to_the_same_run_config(tmp_path):
     assert eb_config.from_config_dict(module.get_config("smoke")) == \
         eb_config.from_config_dict({**cfg.to_dict(), "smoke": True})
     assert "a note" in module.__doc__ and path in module.__doc__
+
+
+def test_a_diverging_candidate_scores_worst_instead_of_stopping_the_search(tmp_path,
+                                                                          monkeypatch):
+    from eb_tf.compat import keras_tuner  # pylint: disable=import-outside-toplevel
+    from eb_tf.pipeline import health  # pylint: disable=import-outside-toplevel
+    splits = eb_tf.data.load("digits", batch_size=32, seed=0, train_subset=256)
+    tuner = tuning.EBTuner(_config(_budget()), directory=str(tmp_path / "tune"),
+                           splits=splits)
+
+    def diverge(*_):
+        raise health.TrainingDiverged("search: training diverged in epoch 2: ...")
+    monkeypatch.setattr(tuner, "evaluate_candidate", diverge)
+    hp = keras_tuner.HyperParameters()
+    for name, value in (("ratio", 0.3), ("threshold", 0.1), ("l1", 1e-4), ("lr", 10.0)):
+        hp.Fixed(name, value)
+    trial = types.SimpleNamespace(hyperparameters=hp, trial_id="00")
+    assert tuner.run_trial(trial) == {"score": tuning.INFEASIBLE_SCORE, "feasible": 0.0}
+
+    def broken(*_):
+        raise ValueError("config.model='nope' is not a known model")
+    monkeypatch.setattr(tuner, "evaluate_candidate", broken)  # other errors still stop it
+    with pytest.raises(keras_tuner.errors.FatalValueError, match="not a known model"):
+        tuner.run_trial(trial)
