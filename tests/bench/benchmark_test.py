@@ -181,9 +181,11 @@ def test_options_and_method_configs():
     with pytest.raises(ValueError, match="config argument 'huge' is not a profile"):
         bench_cifar10.get_config("huge")
     small = bench_cifar10.get_config("small")
-    assert (small.model, small.width, small.epochs, small.ratios) == ("vgg16", 0.25, 20, (0.5,))
-    if bench_cifar10.shared_cifar10_script():
-        assert small.dataset == f"npz:{bench_cifar10.cifar10_npz()}"
+    assert (small.width, small.epochs, small.ratios) == (0.25, 20, (0.5,))
+    if bench_cifar10.shared_cifar10_script():   # the shared data beside the project
+        assert (small.model, small.dataset) == ("vgg16", f"npz:{bench_cifar10.cifar10_npz()}")
+    else:                                       # without it: the embedded digits
+        assert (small.model, small.dataset) == ("convnet", "digits")
 
 
 def test_target_sparsity_leaves_the_target_nonzero_count():
