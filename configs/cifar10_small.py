@@ -1,11 +1,10 @@
-r"""python -m eb_tf.data.cache cifar10   # once: decode (~5 s) into ~/.cache/eb_tf/cifar10.npz
-python -m binaries.eb_train --config=configs/cifar10_small.py --workdir=/tmp/eb_c10
+r"""python -m binaries.eb_train --config=configs/cifar10_small.py --workdir=/tmp/eb_c10
 
 Expected run time: about 5 minutes on 2 CPU cores for `eb` (`dense` about 6, `ns` about
 11; pass --config.method=dense|ns). The shared data is CIFAR-10 stored as JPEG
-(../shared/data/README, or the folder named by $EB_TF_SHARED_DATA); the first command
-runs its `cifar10_npz.py`, which writes it in the keras.datasets layout into the eb_tf
-cache, read here as `npz:~/.cache/eb_tf/cifar10.npz` (`$EB_TF_CACHE/cifar10.npz` when
+(../shared/data/README, or the folder named by $EB_TF_SHARED_DATA); the first run
+decodes it once (~5 s, its `cifar10_npz.py`; or `python -m eb_tf.data.cache cifar10`)
+in the keras.datasets layout into the eb_tf cache, read here as `npz:~/.cache/eb_tf/cifar10.npz` (`$EB_TF_CACHE/cifar10.npz` when
 EB_TF_CACHE is set; `--config.dataset=npz:PATH` reads another copy). Reduced: width
 0.25, 10,000 training images, T = 20 epochs, batch 128; otherwise the paper's recipe.
 

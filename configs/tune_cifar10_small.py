@@ -1,5 +1,4 @@
-r"""python -m eb_tf.data.cache cifar10   # once: decode (~5 s) into ~/.cache/eb_tf/cifar10.npz
-python -m binaries.eb_tune --config=configs/tune_cifar10_small.py --workdir=/tmp/eb_tune_c10
+r"""python -m binaries.eb_tune --config=configs/tune_cifar10_small.py --workdir=/tmp/eb_tune_c10
 
 Expected run time: about 8 minutes on 2 CPU cores (one shared EB search of about 14
 epochs, then 5 tickets retrained for 2 epochs each); another budget on the same

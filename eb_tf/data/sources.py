@@ -96,12 +96,21 @@ def check_pair(x_train, x_test, where: str):
 
 
 def load_npz(path: str) -> ArraySource:
-    """Arrays in the keras.datasets layout: x_train, y_train, x_test, y_test."""
+    """Arrays in the keras.datasets layout: x_train, y_train, x_test, y_test.
+
+    The cache's `cifar10.npz` (`eb_tf.data.cache`) is decoded from the shared data on
+    first use when it is missing, so the configs that read it need no preparation step.
+    """
     where = f"npz:{path}"
     path = os.path.expanduser(path)
+    # Imported here: `python -m eb_tf.data.cache` must find it not yet imported.
+    from eb_tf.data import cache  # pylint: disable=import-outside-toplevel
+    cifar10 = cache.cache_path(cache.CIFAR10_FILE)
+    if not os.path.isfile(path) and os.path.abspath(path) == cifar10 and \
+            cache.shared_cifar10_script():
+        print(f"eb_tf.data: decoding the shared CIFAR-10 into {cifar10} (once)", flush=True)
+        cache.prepare_cifar10(cifar10)
     if not os.path.isfile(path):
-        # Imported here: `python -m eb_tf.data.cache` must find it not yet imported.
-        from eb_tf.data import cache  # pylint: disable=import-outside-toplevel
         raise ValueError(f"{where}: no such file. Give the path of an .npz with keys "
                          f"{list(NPZ_KEYS)} (e.g. the shared CIFAR-10, which "
                          f"`python -m eb_tf.data.cache cifar10` decodes into "

@@ -114,9 +114,9 @@ def test_cifar10_configs_read_the_cache(env, tmp_path):
     assert cifar10_small.get_config().dataset == expected
     assert cifar10_small.get_config("smoke").dataset == expected
     assert tune_cifar10_small.get_config().dataset == expected
-    for module in (cifar10_small, tune_cifar10_small):
-        first = module.__doc__.splitlines()[0]
-        assert first.startswith("python -m eb_tf.data.cache cifar10   # once")
+    for module, binary in ((cifar10_small, "eb_train"), (tune_cifar10_small, "eb_tune")):
+        first = module.__doc__.splitlines()[0]   # no preparation step: the run decodes
+        assert first.startswith(f"python -m binaries.{binary} --config=configs/"), first
 
 
 def test_bench_config_decodes_the_shared_data_into_the_cache(env, tmp_path):
@@ -134,3 +134,21 @@ def test_bench_config_decodes_the_shared_data_into_the_cache(env, tmp_path):
         assert cfg.data_prepare == str(shared / "cifar10_npz.py")
     assert not (tmp_path / "c").exists()     # loading a config writes nothing (eb_bench does)
     assert bench_cifar10.get_config("smoke").dataset == "digits"
+
+
+def test_reading_the_missing_cache_cifar10_decodes_it_first(env, tmp_path, capsys):
+    from eb_tf.data import sources  # pylint: disable=import-outside-toplevel
+    env.setenv(cache.CACHE_ENV, str(tmp_path / "c"))
+    env.setenv(cache.SHARED_DATA_ENV, str(tmp_path / "nowhere"))
+    target = tmp_path / "c" / "cifar10.npz"
+    with pytest.raises(ValueError, match=r"no such file.*python -m eb_tf.data.cache cifar10"):
+        sources.load_npz(str(target))                     # no shared data: a clear error
+    _shared(tmp_path / "data")
+    env.setenv(cache.SHARED_DATA_ENV, str(tmp_path / "data"))
+    with pytest.raises(ValueError, match="no such file"):  # another path is never decoded
+        sources.load_npz(str(tmp_path / "other.npz"))
+    source = sources.load_npz(str(target))                 # the cache's copy: decoded once
+    assert len(source.y_train) == 4 and target.exists()
+    assert "decoding the shared CIFAR-10" in capsys.readouterr().out
+    sources.load_npz(str(target))
+    assert (tmp_path / "c" / "cifar10.npz.runs").read_text() == "x"
