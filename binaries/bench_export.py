@@ -12,7 +12,7 @@ sparsity. Prints size, batch-1 latency (1 and N threads) and FLOPs, with ratios 
 dense model, per export mode. Run on a quiet machine and repeat (--repeats): latency
 medians move with other load. Takes about a minute per repeat for VGG-16 width 0.5.
 """
-from absl import flags, logging
+from absl import flags
 
 from binaries import cli
 
@@ -37,8 +37,6 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of weights, gammas and calibration
 
 @cli.main
 def main():
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)   # the converter logs every SavedModel step
     import numpy as np  # after flag parsing: --help stays fast
 
     import eb_tf

@@ -16,30 +16,40 @@ Bad input is one line, never a traceback: a config file that cannot be loaded an
 unknown config field (`--config.nonsense=1`: the closest fields, where they are listed)
 are flag errors (`FATAL Flags parsing error: ...`, exit 1), as absl's own are; so is a
 `--workdir` that cannot be a folder (a file, under a file, not writable), checked before
-anything runs; a ValueError of the body is a usage error (`main`).
+anything runs (`binaries.flag_checks`); a ValueError of the body is a usage error
+(`main`).
+
+Quiet by default (`quiet.by_default`, around app.run): TF's C++ and absl's Python INFO
+logs off and TF's start-up lines filtered from stderr, unless `-v 0` (`--verbosity=0`) or
+more is given. Keras shows a progress bar per epoch on a terminal and one line per epoch
+otherwise (`keras_progress`), unless `--config.verbose=N` says which.
 
 Only absl and ml_collections are imported here; the library is imported inside the
 functions that need it, after flag parsing, so `--help` stays fast.
 """
-import difflib
+import dataclasses
 import functools
 import os
 import re
 import sys
-import tempfile
+import warnings
 from typing import Callable, NamedTuple, Optional, Sequence
 
 import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
+from binaries import flag_checks, quiet
+from binaries.flag_checks import (check_file, check_folder, register_path_validator,
+                                  unknown_field_message)
+
 # Flags defined by define_run_flags belong to the binary that calls it (absl's --help
 # lists a binary's own flags), not to this module.
 flags.disclaim_key_flags()
 
-__all__ = ["RunFlags", "RUN_FIELDS", "define_run_flags", "check_folder", "check_file",
+__all__ = ["RunFlags", "RUN_FIELDS", "define_run_flags", "describe_run_config", "check_folder", "check_file",
            "register_path_validator", "unknown_field_message", "main", "run",
-           "resolve_config", "run_pipeline"]
+           "resolve_config", "keras_progress", "run_pipeline"]
 
 # Where the fields of a run config are listed (the hint of an unknown field).
 RUN_FIELDS = 'python -c "from eb_tf.pipeline import config; print(config.describe())"'
@@ -51,65 +61,30 @@ class RunFlags(NamedTuple):
     workdir: flags.FlagHolder
 
 
-class _ConfigFileParser(flags.ArgumentParser):
-    """ml_collections' parser of `--config=path.py[:arg]`, with errors of one line.
-
-    A file that cannot be loaded is an error at once (ml_collections defers it to the
-    first use, or to a traceback under `--config.field=...`), and `get_config`'s
-    ValueError is its message (not a traceback in a string). The loaded config is kept
-    for `unknown_field_message`.
-    """
-
-    def __init__(self, parser: flags.ArgumentParser, fields_help: str):
-        self._parser = parser
-        self.fields_help = fields_help
-        self.config = None
-
-    def parse(self, path):
-        self.config = None
-        file = path.split(":", 1)[0]
-        if not os.path.isfile(file):  # absl: "flag --config=PATH: <this message>"
-            raise ValueError(f"{file!r} is a folder, not a config file" if os.path.isdir(file)
-                             else f"no such config file {file!r} (looked in {os.getcwd()})")
-        try:
-            config = self._parser.parse(path)
-        except OSError as e:
-            raise ValueError(f"cannot read the config file: {e}") from None
-        except AttributeError as e:
-            if e.name != "get_config":
-                raise  # a bug in the config file: its traceback
-            raise ValueError(f"{file!r} is not a config file: it has no get_config(arg) "
-                             "function") from None
-        except (TypeError, ValueError) as e:  # ml_collections: "Error whilst parsing ..."
-            error = e.__context__ or e
-            text = " ".join(str(error).split())
-            raise ValueError(text if isinstance(error, ValueError)
-                             else f"{type(error).__name__}: {text}") from None
-        self.config = config
-        return config
-
-    def flag_type(self):
-        return self._parser.flag_type()
-
-
 def define_run_flags(workdir_help: str, config_help: Optional[str] = None,
                      config_required: bool = True, fields_help: str = RUN_FIELDS,
+                     describe: Optional[Callable[[], str]] = None,
                      flag_values: flags.FlagValues = flags.FLAGS) -> RunFlags:
     """Defines `--workdir` (required, `check_folder`) and, given `config_help`, `--config`.
 
     `--config` is an ml_collections config file (`path.py[:arg]`, fields overridden with
     `--config.field=value`; locked, so a misspelt field is an error whose message points
     to `fields_help`), required unless `config_required=False` (then None when omitted:
-    see `resolve_config`).
+    see `resolve_config`). With `--config` comes `--describe_config`, which prints every
+    field with its default and help (`describe()`, default: the run config's) and exits.
     """
     config = None
     required = ["workdir"]
     if config_help is not None:
-        config = config_flags.DEFINE_config_file("config", None, config_help,
-                                                 flag_values=flag_values, lock_config=True)
+        config = config_flags.DEFINE_config_file(
+            "config", None, config_help + " Its fields: --describe_config.",
+            flag_values=flag_values, lock_config=True)
+        flags.DEFINE_bool("describe_config", False, "Print every config field with its "
+                          "default and help, then exit.", flag_values=flag_values)
+        _DESCRIBE[id(flag_values)] = describe or describe_run_config
         flag = flag_values["config"]
         # Keywords: absl caches (and shares) a parser built from positional arguments.
-        flag.parser = _ConfigFileParser(parser=flag.parser, fields_help=fields_help)
+        flag.parser = flag_checks.ConfigFileParser(parser=flag.parser, fields_help=fields_help)
         if config_required:
             required.insert(0, "config")
     workdir = flags.DEFINE_string("workdir", None, workdir_help, flag_values=flag_values)
@@ -118,105 +93,28 @@ def define_run_flags(workdir_help: str, config_help: Optional[str] = None,
     return RunFlags(config, workdir)
 
 
+_DESCRIBE = {}  # FlagValues -> what --describe_config prints
+
+
+def describe_run_config() -> str:
+    """The run config's fields: `name = default: help`, one per line (eb_tf.pipeline.config)."""
+    from eb_tf.pipeline import config  # late: --help stays fast
+    return config.describe()
+
+
+def _describe_and_exit(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS):
+    """`--describe_config` needs no other flag (not even the required ones): handled first."""
+    asked = [a for a in argv[1:] if a.split("=")[0] in ("--describe_config", "-describe_config")]
+    if asked and id(flag_values) in _DESCRIBE and asked[-1].split("=", 1)[-1].lower() not in (
+            "false", "0"):
+        print(_DESCRIBE[id(flag_values)]())
+        sys.exit(0)
+
+
 def _valid_workdir(path: Optional[str]) -> bool:
     if path is not None:  # None: absl's required-flag error
         check_folder(path)
     return True
-
-
-def check_folder(path: str) -> None:
-    """Raises flags.ValidationError unless `path` is a writable folder or can be made one.
-
-    Writing is tried with an empty folder, removed at once: nothing is left behind.
-    """
-    if not path.strip():
-        raise flags.ValidationError("must name a folder")
-    path = os.path.abspath(path)
-    if os.path.isdir(path):
-        _check_writable(path)
-    elif os.path.lexists(path):
-        raise flags.ValidationError("exists and is not a folder")
-    else:
-        _check_creatable(path)
-
-
-def check_file(path: str) -> None:
-    """Raises flags.ValidationError unless a file can be written at `path`."""
-    if not path.strip():
-        raise flags.ValidationError("must name a file")
-    path = os.path.abspath(path)
-    if os.path.isdir(path):
-        raise flags.ValidationError("is a folder, not a file")
-    _check_creatable(path)
-
-
-def _check_creatable(path: str) -> None:
-    """The nearest existing folder above `path` must be a writable folder."""
-    parent = os.path.dirname(path)
-    while not os.path.lexists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise flags.ValidationError(f"{parent!r} is a file, not a folder")
-    _check_writable(parent)
-
-
-def _check_writable(folder: str) -> None:
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=folder))
-    except OSError as e:
-        raise flags.ValidationError(f"cannot write in {folder!r}: {e.strerror}") from None
-
-
-def register_path_validator(name: str, check: Callable[[str], None],
-                            flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    """Checks flag `name` with `check_folder` or `check_file` after parsing (a flag error
-    naming it and its value); None and "" (not given: the binary's default) pass."""
-    def validate(path):
-        if path:
-            check(path)
-        return True
-    flags.register_validator(name, validate, flag_values=flag_values)
-
-
-def unknown_field_message(argv: Sequence[str],
-                          flag_values: flags.FlagValues = flags.FLAGS) -> Optional[str]:
-    """The one-line error for the first `--config.field=...` of `argv` that the loaded config
-    lacks (the closest fields, where they are listed), or None if there is none."""
-    argv = flag_values.read_flags_from_files(list(argv), force_gnu=False)
-    for name in list(flag_values):
-        parser = flag_values[name].parser
-        if not isinstance(parser, _ConfigFileParser) or parser.config is None:
-            continue
-        fields = _field_paths(parser.config)
-        for arg in argv[1:]:
-            match = re.match(rf"^--?(?:no)?{re.escape(name)}\.([^=]+)", arg)
-            if match is None or match.group(1) in fields:
-                continue
-            path = match.group(1)
-            close = _closest(path, fields)
-            hint = (f" (did you mean {' or '.join(f'{name}.{c}' for c in close)}?)"
-                    if close else "")
-            return (f"flag {arg}: the config has no field {path!r}{hint}; its fields: "
-                    f"{parser.fields_help}")
-    return None
-
-
-def _closest(name: str, candidates, n: int = 3, margin: float = 0.1) -> list:
-    """The names closest to `name` (difflib), at most `n`, none far behind the best."""
-    scored = sorted(((difflib.SequenceMatcher(None, name, c).ratio(), c) for c in candidates),
-                    reverse=True)
-    best = scored[0][0] if scored else 0.0
-    return [c for score, c in scored[:n] if score >= max(0.6, best - margin)]
-
-
-def _field_paths(config, prefix: str = "") -> set:
-    """'a', 'b', 'b.c', ...: every field of a ConfigDict, nested ones dotted."""
-    paths = set()
-    for key, value in config.items():
-        paths.add(prefix + key)
-        if isinstance(value, ml_collections.ConfigDict):
-            paths |= _field_paths(value, f"{prefix}{key}.")
-    return paths
 
 
 def main(body: Callable[[], object]) -> Callable[[Sequence[str]], object]:
@@ -243,6 +141,9 @@ def run(main_fn: Callable[[Sequence[str]], object]) -> None:
     A console script's `__main__` is the wrapper pip writes, so absl's `--help` would
     show neither the binary's docstring nor its flags; they are lent to it here. An
     unknown config field is a flag error (`unknown_field_message`), not a traceback.
+    Quiet unless `-v 0` or more is given (`quiet.by_default`: before TF loads, as the
+    config file may load it). eb_tf's own warnings (a run's `HealthWarning`s) print as
+    one line each, `HealthWarning: message`, without Python's file:line and source line.
     """
     module = sys.modules[main_fn.__module__]
     entry = sys.modules["__main__"]
@@ -250,7 +151,20 @@ def run(main_fn: Callable[[Sequence[str]], object]) -> None:
         entry.__doc__ = module.__doc__
         for flag in flags.FLAGS.get_key_flags_for_module(module.__name__):
             flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    app.run(main_fn, flags_parser=_parse_flags_with_usage)
+    warnings.showwarning = _one_line_for_eb_tf(warnings.showwarning)
+    with quiet.by_default(sys.argv):
+        _describe_and_exit(sys.argv)
+        app.run(main_fn, flags_parser=_parse_flags_with_usage)
+
+
+def _one_line_for_eb_tf(show):
+    """A `warnings.showwarning` that prints eb_tf's warnings as `Category: message`."""
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        if not category.__module__.startswith("eb_tf."):
+            return show(message, category, filename, lineno, file, line)
+        print(f"{category.__name__}: {message}", file=file or sys.stderr, flush=True)
+        return None
+    return one_line
 
 
 def _parse_flags_with_usage(argv):
@@ -272,14 +186,48 @@ def resolve_config(config, workdir: str):
     None (`--config` omitted): the run folder's own config (ValueError if `workdir` is
     not a run folder). `ratios='auto'`: tuned first in `workdir/tune` (resumable) by
     `eb_tf.tuning.resolve_auto`, which returns the chosen config. Else `config` itself.
+    Either way with `keras_progress` (a field that leaves the run folder's hash alone).
     """
     from eb_tf.pipeline import run_dir  # late: --help stays fast
     if config is None:
-        return run_dir.RunDir.existing(workdir).cfg
+        return keras_progress(run_dir.RunDir.existing(workdir).cfg)
+    config = keras_progress(config)
     from eb_tf import tuning  # late: brings keras_tuner along
     if tuning.is_auto(config):
         return tuning.resolve_auto(config, os.path.join(workdir, "tune"), splits=None)
     return config
+
+
+def keras_progress(config, argv: Optional[Sequence[str]] = None,
+                   tty: Optional[bool] = None):
+    """`config` (a ConfigDict or RunConfig) with Keras' display chosen by the terminal.
+
+    The config's `verbose` says whether Keras shows progress (0: silent, kept); stdout says
+    how: a progress bar per epoch on a terminal (1), one line per epoch otherwise (2; a
+    bar in a log file is a line every 50 ms). A `--config.verbose=N` on the command line
+    (`argv`, default sys.argv; flagfiles included) is kept as given. `tty`: default
+    `sys.stdout.isatty()`. A changed config is a copy; an unchanged one is `config`.
+    """
+    argv = sys.argv if argv is None else argv
+    if not config.verbose or any(re.match(r"--?config\.verbose(=|$)", arg)
+                                 for arg in _expanded(argv)):
+        return config
+    verbose = 1 if (sys.stdout.isatty() if tty is None else tty) else 2
+    if config.verbose == verbose:
+        return config
+    if isinstance(config, ml_collections.ConfigDict):
+        config = config.copy_and_resolve_references()
+        config.verbose = verbose
+        return config
+    return dataclasses.replace(config, verbose=verbose)
+
+
+def _expanded(argv: Sequence[str]) -> list:
+    """argv[1:] with its --flagfile's read in (as given, if one cannot be read)."""
+    try:
+        return flags.FLAGS.read_flags_from_files(list(argv[1:]), force_gnu=False)
+    except flags.Error:
+        return list(argv[1:])
 
 
 def run_pipeline(config, workdir: str, phases: Optional[Sequence[str]] = None) -> dict:

@@ -17,7 +17,13 @@ _CONFIG, _WORKDIR = cli.define_run_flags(
     config_help="Bench config file (configs/bench_cifar10.py:smoke|small|full); "
     "override fields with --config.field=value.",
     fields_help=cli.RUN_FIELDS + ' and python -c "from eb_tf import bench; '
-    'print(bench.describe_options())"')
+    'print(bench.describe_options())"', describe=lambda: describe())
+
+
+def describe() -> str:
+    """--describe_config: the run config's fields, then the benchmark's."""
+    from eb_tf import bench  # late: --help stays fast
+    return f"{cli.describe_run_config()}\n# benchmark fields\n{bench.describe_options()}"
 
 
 @cli.main

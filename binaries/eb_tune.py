@@ -20,7 +20,17 @@ _CONFIG, _WORKDIR = cli.define_run_flags(
     "Tuner directory (created, or resumed).",
     config_help="Tuning config file (configs/tune_*.py[:arg]); override fields with "
     "--config.field=value and --config.tune.field=value.",
-    fields_help=cli.RUN_FIELDS + "; tune.*: TuneConfig in eb_tf/tuning/config.py")
+    fields_help=cli.RUN_FIELDS + "; tune.*: TuneConfig in eb_tf/tuning/config.py",
+    describe=lambda: describe())
+
+
+def describe() -> str:
+    """--describe_config: the run config's fields, then the `tune` section's."""
+    import dataclasses  # pylint: disable=import-outside-toplevel
+    from eb_tf import tuning  # late: --help stays fast
+    tune = "\n".join(f"tune.{f.name} = {f.default!r}: {f.metadata['help']}"
+                     for f in dataclasses.fields(tuning.TuneConfig))
+    return f"{cli.describe_run_config()}\n# tuning fields\n{tune}"
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Start afresh instead of resuming.")
 _CACHE_DIR = flags.DEFINE_string(
     "cache_dir", None, "Shared searches and measured tickets (default WORKDIR/searches); "

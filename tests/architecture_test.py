@@ -21,7 +21,7 @@ THIRD_PARTY = {
     "keras_tuner": ((), ("eb_tf.compat",)),  # compat loads it in __getattr__ (importlib)
     "tensorflow_model_optimization": (("eb_tf.quantization", "tests"),
                                       ("eb_tf.export", "eb_tf.bench")),
-    "matplotlib": ((), ("eb_tf.bench", "eb_tf.pipeline.mask_plots")),
+    "matplotlib": ((), ("eb_tf.bench", "eb_tf.pipeline.plots")),
     "tf_keras": (("eb_tf.compat",), ()),
     "keras": (("tests",), ()),  # Keras 3: only tests, to build bad inputs
 }

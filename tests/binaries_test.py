@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from tests.pipeline_testlib import ROOT, check_report_consistency, read_report, 
 
 SMOKE = "--config=configs/quickstart.py:smoke"
 BINARIES = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "binaries"))
-                  if f.endswith(".py") and f not in ("__init__.py", "cli.py"))
+                  if f.endswith(".py") and f not in ("__init__.py", "cli.py", "quiet.py"))
 NEEDS_CONFIG = ("eb_train", "eb_search", "eb_tune", "eb_bench")
 
 
@@ -57,9 +58,114 @@ def test_eb_train_exits_0_prints_the_summary_and_writes_a_consistent_report(quic
     assert "EB Train summary (method=eb" in proc.stdout
     assert "Epoch 1/4" in proc.stdout  # Keras progress output
     report = read_report(workdir)
+    assert health_warnings(proc.stderr) == report["warnings"]  # quiet, also in a pipe
     assert report["eb"]["0.5"]["found"] in (True, False)
+    # The summary's ratio to dense training is report.json's, recomputed from its numbers.
+    vs = report["vs_dense"]
+    ratio = vs["by_ratio"]["0.5"]["train"]["flops"] / vs["dense"]["flops"]
+    assert f"training FLOPs {vs['by_ratio']['0.5']['train']['flops']:.3g} vs " \
+           f"{vs['dense']['flops']:.3g} = {ratio:.3f}x" in proc.stdout
+    # ... and its last line names report.md, whose plots exist.
+    assert proc.stdout.strip().splitlines()[-1] == \
+        f"report with plots: {os.path.join(workdir, 'report.md')}"
+    with open(os.path.join(workdir, "report.md")) as f:
+        images = re.findall(r"!\[[^]]*\]\((report/[^)]+\.png)\)", f.read())
+    assert len(images) >= 4 and all(os.path.getsize(os.path.join(workdir, i)) for i in images)
     assert {"search", "draw", "retrain"} <= set(report["phases"])
     check_report_consistency(workdir, report)
+
+
+# What a clean run may print on stderr: the warnings that matter, the run's HealthWarnings,
+# one line each (the binaries print eb_tf's warnings without Python's file:line).
+_HEALTH_WARNING = re.compile(r"HealthWarning: (.+)")
+# What it must not print: TF's C++ and absl's Python log lines (I0000 00:00:..., W1201
+# 22:11:32...), and the start-up lines TF prints whatever the log level.
+_LOG_LINE = re.compile(r"[IWEF]\d{4} ")
+_NOISE = ("cuInit", "oneDNN", "Sharding callback", "absl::InitializeLog", "cuda drivers",
+          "XNNPACK", "Check your callbacks")
+
+
+def health_warnings(stderr: str) -> list:
+    """The HealthWarning messages of `stderr`, which must hold nothing else."""
+    lines = stderr.splitlines()
+    assert not [line for line in lines if _LOG_LINE.match(line)], stderr
+    assert not [word for word in _NOISE if word in stderr], stderr
+    matches = [_HEALTH_WARNING.fullmatch(line) for line in lines]
+    assert all(matches), stderr
+    return [m.group(1) for m in matches]
+
+
+def _user_env() -> dict:
+    """The user's environment: not the tests' TF_CPP_MIN_LOG_LEVEL (run_binary's)."""
+    return {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+
+
+def run_on_a_terminal(name: str, *args: str):
+    """`python -m binaries.<name> args...` with stdout on a terminal (a pty), stderr a pipe,
+    in the user's environment: (return code, stdout bytes as the terminal got them, stderr)."""
+    import pty  # POSIX only
+    main, child = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", f"binaries.{name}", *args], cwd=ROOT,
+                            stdin=subprocess.DEVNULL, stdout=child, stderr=subprocess.PIPE,
+                            env=_user_env())
+    os.close(child)
+    shown = []
+
+    def read_terminal():
+        while True:
+            try:
+                data = os.read(main, 65536)
+            except OSError:  # EIO: the process closed the terminal
+                return
+            if not data:
+                return
+            shown.append(data)
+
+    reader = threading.Thread(target=read_terminal, daemon=True)
+    reader.start()
+    try:
+        stderr = proc.stderr.read().decode()
+        code = proc.wait(timeout=600)
+    finally:
+        proc.kill()
+        reader.join(30)
+        os.close(main)
+    return code, b"".join(shown), stderr
+
+
+@pytest.fixture(scope="module")
+def terminal_run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("terminal") / "run")
+    return (workdir, *run_on_a_terminal("eb_train", SMOKE, "--config.export=float32",
+                                        f"--workdir={workdir}"))
+
+
+def test_a_clean_run_on_a_terminal_shows_progress_bars_and_only_warnings_that_matter(
+        terminal_run):
+    workdir, code, shown, stderr = terminal_run
+    assert code == 0, stderr[-3000:]
+    report = read_report(workdir)
+    assert health_warnings(stderr) == report["warnings"]
+    # The smoke run learns nothing by design (4 epochs on 256 images): its warning shows.
+    assert any("at chance level" in w for w in report["warnings"]), report["warnings"]
+    assert list(report["export"]) == ["float32"]  # TFLite converted and run: quiet too
+    # The config asks for verbose=2; a terminal gets Keras' progress bar (redrawn: \b, \r).
+    assert b"Epoch 1/4" in shown and b"\x08\r" in shown and b"[====" in shown, shown[-2000:]
+
+
+def test_verbosity_0_brings_tf_and_absl_logs_back(terminal_run):
+    workdir = terminal_run[0]
+    proc = subprocess.run([sys.executable, "-m", "binaries.eb_export", f"--workdir={workdir}",
+                           "--mode=float32", "--noevaluate", "--num_runs=1", "-v", "0"],
+                          cwd=ROOT, capture_output=True, text=True, env=_user_env(),
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stderr.splitlines()
+    assert any("oneDNN custom operations are on" in line for line in lines), proc.stderr
+    assert any(re.match(r"I0000 00:00:[\d.]+ +\d+ \S+\.cc:\d+\] ", line)  # C++ INFO
+               for line in lines), proc.stderr
+    assert any(re.match(r"I\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+\.py:\d+\] ", line)  # absl INFO
+               for line in lines), proc.stderr
 
 
 def test_mask_distance_writes_the_fig3_heatmap(quickstart_run, tmp_path):
@@ -282,3 +388,20 @@ def test_eb_train_on_mock_tfds_cifar10(tmp_path):
     report = read_report(workdir)
     assert report["phases"]["search"]["samples"] == 64 * report["phases"]["search"]["epochs"]
     check_report_consistency(workdir, report)
+
+
+@pytest.mark.parametrize("name, extra", [("eb_train", None), ("eb_prune", None),
+                                         ("eb_bench", "# benchmark fields"),
+                                         ("eb_tune", "# tuning fields")])
+def test_describe_config_lists_every_field_without_other_flags(name, extra):
+    import dataclasses  # pylint: disable=import-outside-toplevel
+    from eb_tf.pipeline import config as eb_config  # pylint: disable=import-outside-toplevel
+    proc = run_binary(name, "--describe_config", timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    for field in dataclasses.fields(eb_config.RunConfig):
+        assert any(line.startswith(f"{field.name} = {field.default!r}: ") for line in lines), \
+            field.name
+    if extra:
+        assert extra in lines
+    assert "Its fields: --describe_config." in " ".join(run_binary(name, "--help").stdout.split())

@@ -29,9 +29,8 @@ Example:
 import os
 from typing import Dict, List, Optional
 
-from eb_tf import io_utils
 from eb_tf.bench import step_time as step_bench
-from eb_tf.pipeline import methods
+from eb_tf.pipeline import methods, plots
 
 __all__ = ["predicted_cost", "method_row", "add_ratios", "markdown", "plot", "REFERENCES"]
 
@@ -180,38 +179,21 @@ def markdown(result: dict) -> str:
 
 
 def plot(result: dict, path: str) -> str:
-    """Test accuracy vs total training FLOPs, one marker per method (the paper's Fig. 5)."""
-    import matplotlib  # pylint: disable=import-outside-toplevel
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    """Test accuracy vs total training FLOPs, one marker per method (the paper's Fig. 5).
+
+    Drawn by `eb_tf.pipeline.plots.accuracy_vs_flops` (the plots of report.md too): each
+    method with its record's marker, a variant hollow. Returns `path`.
+    """
+    series = []
     for method in dict.fromkeys(r["method"] for r in result["rows"]):
         rows = [r for r in result["rows"] if r["method"] == method]
         record, overrides = methods.resolve(method)
-        if rows:  # a variant: its method's marker, hollow
-            ax.scatter([r["flops"] for r in rows], [r["test_acc"] for r in rows],
-                       marker=record.marker, s=90 if record.marker == "*" else 55,
-                       label=method, **({"facecolors": "none", "edgecolors": "C3"}
-                                        if overrides else {}))
-            for r in rows:
-                if r["ratio"] is not None:
-                    ax.annotate(f"p={r['ratio']:g}", (r["flops"], r["test_acc"]),
-                                textcoords="offset points", xytext=(5, 4), fontsize=8)
+        series.append({"label": method, "marker": record.marker, "hollow": bool(overrides),
+                       "flops": [r["flops"] for r in rows],
+                       "accuracy": [r["test_acc"] for r in rows],
+                       "notes": [None if r["ratio"] is None else f"p={r['ratio']:g}"
+                                 for r in rows]})
     cfg = result["config"]
-    ax.set_xlabel("total training FLOPs")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(f"{cfg['model']} w{cfg['width']:g}, {os.path.basename(cfg['dataset'])}, "
-                 f"T={cfg['epochs']}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    io_utils.atomic_write_bytes(path, _png(fig))
-    plt.close(fig)
+    plots.accuracy_vs_flops(series, title=f"{cfg['model']} w{cfg['width']:g}, "
+                            f"{os.path.basename(cfg['dataset'])}, T={cfg['epochs']}", path=path)
     return path
-
-
-def _png(fig) -> bytes:
-    import io  # pylint: disable=import-outside-toplevel
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    return buffer.getvalue()

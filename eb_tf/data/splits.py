@@ -168,6 +168,14 @@ class Splits:
         """Batched test set (never used for tuning or early decisions)."""
         return self._eval(self._test)
 
+    def _fixed_train(self, n: int):
+        """The first `n` training examples of a fixed order, not yet decoded or augmented:
+        a permutation keyed by `seed` alone (in-memory data), the stored order (streamed)."""
+        if not self._in_memory:
+            return self._train.take(n)
+        pick = np.random.default_rng(self.seed).permutation(self.num_train)[:n]
+        return tf.gather(self._train[0], pick), tf.gather(self._train[1], pick)
+
     def representative(self, n: int = 100) -> Iterator[list]:
         """Yields `[x]`, x float32 of shape (1, H, W, C): `n` training images, eval view.
 
@@ -176,9 +184,21 @@ class Splits:
         """
         if not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"representative(n) needs an int n >= 1, got {n!r}.")
-        part = self._train
-        if self._in_memory:
-            pick = np.random.default_rng(self.seed).permutation(self.num_train)[:n]
-            part = (tf.gather(part[0], pick), tf.gather(part[1], pick))
-        for x, _ in self._eval(part).unbatch().take(n):
+        for x, _ in self._eval(self._fixed_train(int(n))).unbatch().take(n):
             yield [x[None].numpy().astype(np.float32)]
+
+    def calibration_batches(self, batches: int) -> tf.data.Dataset:
+        """Up to `batches` full batches of training images, eval view (no augmentation).
+
+        The same images in the same order on every call, in every process, whatever
+        TF's seeds: the first ones of `representative`'s fixed order (a permutation keyed
+        by `seed`; streamed data: the stored order). Only full batches of `batch_size`
+        (at most `num_train // batch_size`), unless the training set is smaller than one
+        batch: then one batch of all of it. For re-estimating BatchNorm statistics.
+        """
+        if not isinstance(batches, (int, np.integer)) or batches < 1:
+            raise ValueError(f"calibration_batches(batches) needs an int batches >= 1, got "
+                             f"{batches!r}.")
+        full = min(int(batches), self.num_train // self.batch_size)
+        n = full * self.batch_size if full else self.num_train
+        return self._eval(self._fixed_train(n))

@@ -4,9 +4,11 @@ Modules in import order: `methods` (one record per training method), `config` (t
 validated `RunConfig`), `schedules`, `costs` (FLOPs, seconds, energy), `run_dir` (the
 run folder and its report.json), `trainer` (resumable `fit`), `build` (data, dense
 model, seeds), `distributed` (tf.distribute around the phases), the phases `search`,
-`draw`, `retrain` and `export_phase`, `health` (divergence errors, warnings on useless
-results), `run_lock` (one process per run folder), then `runner` (`run`: all of it),
-`ticket` (`load_ticket`) and `mask_plots` (paper Fig. 3).
+`draw` (with `bn_stats`: the ticket's BN statistics re-estimated), `retrain` and
+`export_phase`, `health` (divergence errors, warnings on useless results), `run_lock`
+(one process per run folder), `savings` (the run next to dense training of the same T),
+`plots` and `run_report` (report.md with its figures), `mask_plots` (paper Fig. 3), then
+`runner` (`run`: all of it) and `ticket` (`load_ticket`).
 
 Example:
 

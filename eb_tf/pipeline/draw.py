@@ -10,11 +10,25 @@ last epoch for `trained`, epoch k for `rewind`), strip low-precision wrappers, o
 epoch), written atomically. With `draw_epochs` the tickets drawn at those epochs
 (paper Fig. 1) land in `tickets/p{r:g}_e{t}/`.
 
+Pruning changes the inputs of the ticket's BN layers, so the moving statistics it
+inherits are stale (the ticket as drawn scores near chance). Unless the retrain mode is
+`reinit` (a fresh initialisation stays one), the draw re-estimates them
+(`eb_tf.pipeline.bn_stats.recalibrate`: each BN's exact input mean and variance in
+training-mode forward passes) on the first `CALIBRATION_BATCHES` full batches of
+`splits.calibration_batches` (training images in a fixed order, un-augmented: the same
+on every run and resume) and saves them in `model.keras`. `meta.json` records them
+(`bn_calibration`: batches, samples, layers, flops) and the ticket's validation accuracy
+before retraining (`drawn_accuracy`: after and before the re-estimation, on the batches
+the search scores). The draw phase's `flops` are the forward passes of the
+re-estimation, forward only: ticket forward FLOPs per sample x samples (no x3 as in
+`costs.training_flops`: there is no backward pass); the evaluation passes are reported
+apart (`eval_flops`), as the search's and retrain's validation passes are not counted.
+
 Example:
 
     from eb_tf.pipeline import config as eb_config, draw, run_dir
     cfg = eb_config.from_config_dict(run_dir_config)
-    draw.draw(cfg, run_dir.RunDir.open("/tmp/run", cfg))   # after the search
+    draw.draw(cfg, run_dir.RunDir.open("/tmp/run", cfg))   # after the search; loads the data
 """
 import os
 from typing import Optional
@@ -23,7 +37,8 @@ import numpy as np
 
 from eb_tf import io_utils
 from eb_tf.compat import keras
-from eb_tf.pipeline import costs, methods, run_dir
+from eb_tf.pipeline import bn_stats, costs, methods, run_dir, trainer
+from eb_tf.pipeline.build import load_splits
 from eb_tf.pruning.channel_summary import summary
 from eb_tf.pruning.flops import count_flops, count_params
 from eb_tf.pruning.pruner import prune
@@ -31,7 +46,12 @@ from eb_tf.pruning.rounding import round_masks
 from eb_tf.quantization import precision as precision_lib
 from eb_tf.sparsity.batchnorm import channel_masks
 
-__all__ = ["draw", "read_mask", "load_model"]
+__all__ = ["draw", "read_mask", "load_model", "CALIBRATION_BATCHES"]
+
+# Batches (of config.batch_size) the BN statistics of a ticket are re-estimated on: 16 x
+# 64-256 = 1-4k images, a forward pass well under 1% of a CIFAR epoch's training FLOPs;
+# fewer when the training set holds fewer full batches.
+CALIBRATION_BATCHES = 16
 
 
 def load_model(path):
@@ -65,8 +85,11 @@ def _sources(cfg, rd, ratio, entry):
 
 
 def draw(cfg, rd, splits=None):
-    """Prunes each ratio's ticket into `tickets/p{r}/` (model.keras, mask.npz, meta.json)."""
-    del splits
+    """Prunes each ratio's ticket into `tickets/p{r}/` (model.keras, mask.npz, meta.json).
+
+    `splits` (None: loaded from the config) gives the BN re-estimation's training
+    batches and the validation set the drawn tickets are scored on.
+    """
     if rd.phase_done("draw"):
         return
     report = rd.report()
@@ -76,6 +99,8 @@ def draw(cfg, rd, splits=None):
     if not methods.get(cfg.method).prunes:
         rd.update_report(phases={"draw": {"done": True, "skipped": f"method={cfg.method}"}})
         return
+    if splits is None:
+        splits = load_splits(cfg)
     meter = costs.PhaseMeter()
     meter.start()
     dense = load_model(rd.search_dir("final.keras"))
@@ -93,7 +118,7 @@ def draw(cfg, rd, splits=None):
         _set_weights(dense, last, src)
         tickets[run_dir.ratio_name(ratio)] = _draw_one(cfg, rd.ticket_dir(ratio), dense, masks, ratio,
                                            entry["epoch"], start, dense_info,
-                                           found=entry["found"])
+                                           found=entry["found"], splits=splits)
     for t in cfg.draw_epochs:  # paper Fig. 1: tickets drawn at chosen epochs
         for ratio in cfg.ratios:
             folder = rd.search_dir("eb", f"epoch{t}", run_dir.ratio_key(ratio))
@@ -101,11 +126,15 @@ def draw(cfg, rd, splits=None):
                 _set_weights(dense, last, os.path.join(folder, "weights.h5"))
                 info = _draw_one(cfg, rd.ticket_dir(ratio, t), dense,
                                  read_mask(os.path.join(folder, "mask.npz")), ratio, t, t,
-                                 dense_info, found=False)
+                                 dense_info, found=False, splits=splits)
                 tickets[f"{run_dir.ratio_name(ratio)}@e{t}"] = info
     meter.stop()
+    calibrated = [t["bn_calibration"] for t in tickets.values()]
     rd.update_report(ticket=tickets, phases={"draw": {
-        "done": True, "epochs": 0, "seconds": round(meter.seconds, 3), "flops": 0,
+        "done": True, "epochs": 0, "seconds": round(meter.seconds, 3),
+        "flops": sum(c.get("flops", 0) for c in calibrated),
+        "samples": sum(c.get("samples", 0) for c in calibrated),
+        "eval_flops": sum(t["drawn_accuracy"]["flops"] for t in tickets.values()),
         "precision": "fp32", "energy": meter.energy(), "dense": dense_info}})
 
 
@@ -122,7 +151,7 @@ def read_mask(path):
         return {k: data[k].astype(bool) for k in data.files}
 
 
-def _draw_one(cfg, folder, dense, masks, ratio, epoch, start, dense_info, found):
+def _draw_one(cfg, folder, dense, masks, ratio, epoch, start, dense_info, found, splits):
     float_model = precision_lib.strip_precision(dense)
     if cfg.round_multiple:
         masks = round_masks(float_model, masks, multiple=cfg.round_multiple)
@@ -133,6 +162,7 @@ def _draw_one(cfg, folder, dense, masks, ratio, epoch, start, dense_info, found)
         fresh.build(pruned.input_shape)
         pruned = fresh
     flops, params = count_flops(pruned), count_params(pruned)
+    calibration, accuracy = _recalibrate(cfg, pruned, splits, flops.total)
     channels = summary(float_model, masks, print_fn=None)
     meta = {"ratio": ratio, "epoch": int(epoch), "found": bool(found),
             "retrain_start_epoch": int(start), "method": cfg.method, "retrain": cfg.retrain,
@@ -141,13 +171,65 @@ def _draw_one(cfg, folder, dense, masks, ratio, epoch, start, dense_info, found)
             "channels": channels.as_dicts(),
             "dense_params": dense_info["params"], "dense_flops": dense_info["flops"],
             "flops_ratio": round(flops.total / max(dense_info["flops"], 1), 6),
-            "round_multiple": cfg.round_multiple}
+            "round_multiple": cfg.round_multiple,
+            "bn_calibration": calibration, "drawn_accuracy": accuracy}
     if cfg.verbose:
         print(f"ticket p={ratio:g} drawn at epoch {epoch} -> {folder}: params "
               f"{dense_info['params']:,} -> {params.total:,}, FLOPs {dense_info['flops']:,} -> "
-              f"{flops.total:,}\n{channels.table()}")
+              f"{flops.total:,}\n{channels.table()}\n{_describe(calibration, accuracy)}")
     with io_utils.atomic_dir(folder) as tmp:
         pruned.save(os.path.join(tmp, "model.keras"))
         np.savez(os.path.join(tmp, "mask.npz"), **masks)
         io_utils.atomic_write_json(os.path.join(tmp, "meta.json"), meta)
     return meta
+
+
+def _recalibrate(cfg, model, splits, forward_flops):
+    """(meta `bn_calibration`, meta `drawn_accuracy`) of a pruned ticket whose BN moving
+    statistics are re-estimated in place (not for a `reinit` ticket)."""
+    score, scored = _scorer(cfg, model, splits)
+    before = score()
+    if methods.get(cfg.method).retrain_mode(cfg) == "reinit":
+        calibration = {"skipped": "retrain=reinit: the ticket is a fresh initialisation"}
+        after, before, passes = before, None, 1
+    else:
+        calibration = bn_stats.recalibrate(model, splits.calibration_batches(
+            CALIBRATION_BATCHES))
+        calibration["flops"] = int(forward_flops) * calibration["samples"]
+        after, passes = score(), 2
+    return calibration, {"validation": after, "before_bn_calibration": before,
+                         "samples": scored, "flops": int(forward_flops) * scored * passes}
+
+
+def _scorer(cfg, model, splits):
+    """(`() -> top-1` of `model`'s current weights on the validation batches the search
+    scores, None without a validation split; the images one call scores). It scores a
+    compiled copy, so that the saved ticket stays uncompiled."""
+    data = trainer.eval_data(splits.validation(), cfg)
+    if data is None:
+        return (lambda: None), 0
+    copy = keras.models.clone_model(model)
+    trainer.compile_for_training(copy, cfg, splits)
+
+    def score():
+        copy.set_weights(model.get_weights())
+        return round(float(copy.evaluate(data, verbose=0, return_dict=True)["accuracy"]), 6)
+
+    scored = splits.num_validation
+    if cfg.eval_batches:
+        scored = min(scored, cfg.eval_batches * splits.batch_size)
+    return score, scored
+
+
+def _describe(calibration, accuracy) -> str:
+    if "skipped" in calibration:
+        head = f"BN statistics kept ({calibration['skipped']})"
+    else:
+        head = (f"BN statistics re-estimated on {calibration['samples']:,} training images "
+                f"({calibration['batches']} batches, no augmentation)")
+    if accuracy["validation"] is None:
+        return head + "; no validation split to score the drawn ticket"
+    if accuracy["before_bn_calibration"] is None:
+        return f"{head}: validation accuracy before retraining {accuracy['validation']:.4f}"
+    return (f"{head}: validation accuracy before retraining "
+            f"{accuracy['before_bn_calibration']:.4f} -> {accuracy['validation']:.4f}")

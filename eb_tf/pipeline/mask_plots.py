@@ -2,7 +2,9 @@
 
 The search records the channel mask of every epoch and ratio in
 `WORKDIR/search/masks/p{r:g}.npz`; entry (i, j) of the matrix is the normalised
-Hamming distance between the masks of epochs i and j (`eb_tf.distance_matrix`).
+Hamming distance between the masks of epochs i and j (`eb_tf.distance_matrix`). The
+heatmap (drawn by `eb_tf.pipeline.plots.distance_heatmap`) marks the EB epoch, its
+window and the threshold recorded in the run's report.json.
 
 Example:
 
@@ -17,10 +19,10 @@ from typing import Tuple
 import numpy as np
 
 from eb_tf import io_utils
-from eb_tf.pipeline import trainer
+from eb_tf.pipeline import plots, run_dir, trainer
 from eb_tf.sparsity import masks as masks_lib
 
-__all__ = ["run_distance_matrix", "plot_distance_matrix"]
+__all__ = ["run_distance_matrix", "plot_distance_matrix", "eb_marks"]
 
 
 def run_distance_matrix(workdir: str, ratio: float) -> Tuple[np.ndarray, np.ndarray]:
@@ -40,30 +42,31 @@ def run_distance_matrix(workdir: str, ratio: float) -> Tuple[np.ndarray, np.ndar
     return history["epochs"], masks_lib.distance_matrix(list(history["masks"]))
 
 
+def eb_marks(workdir: str, ratio: float) -> dict:
+    """{"eb_epoch", "threshold", "window"} of `ratio` from the run's report.json (the
+    heatmap's marks); `eb_epoch` is None when no ticket emerged, {} without a report."""
+    path = os.path.join(workdir, "report.json")
+    entry = io_utils.read_json(path).get("eb", {}).get(run_dir.ratio_name(ratio)) \
+        if os.path.exists(path) else None
+    if not entry:
+        return {}
+    return {"eb_epoch": entry.get("found_epoch", entry.get("epoch") if entry.get("found")
+                                  else None),
+            "threshold": entry.get("threshold"), "window": entry.get("window")}
+
+
 def plot_distance_matrix(workdir: str, ratio: float, out: str) -> np.ndarray:
     """Writes the heatmap PNG to `out` (and the matrix to `out` with .npy), atomically.
+
+    The EB epoch, its window and the threshold of the run's report.json are marked
+    (`eb_tf.pipeline.plots.distance_heatmap`).
 
     Returns:
       The (n, n) distance matrix.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
     epochs, matrix = run_distance_matrix(workdir, ratio)
-    fig, ax = plt.subplots(figsize=(5.2, 4.4))
-    extent = (epochs[0] - 0.5, epochs[-1] + 0.5, epochs[-1] + 0.5, epochs[0] - 0.5)
-    image = ax.imshow(matrix, cmap="coolwarm_r", vmin=0.0, vmax=max(float(matrix.max()), 1e-6),
-                      extent=extent, interpolation="nearest")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("epoch")
-    ax.set_title(f"mask distance, p = {ratio:g}")
-    fig.colorbar(image, ax=ax, label="normalised Hamming distance")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    io_utils.atomic_write_bytes(out, buffer.getvalue())
+    plots.distance_heatmap(epochs, matrix, f"mask distance, p = {ratio:g}",
+                           path=out, **eb_marks(workdir, ratio))
     npy = io.BytesIO()
     np.save(npy, matrix)
     io_utils.atomic_write_bytes(os.path.splitext(out)[0] + ".npy", npy.getvalue())

@@ -138,10 +138,10 @@ class RunDir:
 
     def _clear_failed_start(self):
         """Removes what a start that completed no epoch wrote (identity, init weights)."""
-        for name in ("config.json", "versions.json", "report.json"):
+        for name in ("config.json", "versions.json", "report.json", "report.md"):
             if os.path.exists(self.file(name)):
                 os.remove(self.file(name))
-        for name in ("search", "tickets", "retrain", "train", "tb", "export"):
+        for name in ("search", "tickets", "retrain", "train", "tb", "export", "report"):
             shutil.rmtree(self.file(name), ignore_errors=True)
 
     def _remove_stale_temporaries(self):
@@ -224,8 +224,11 @@ def totals(report: dict) -> dict:
             for name in ("epochs", "seconds", "flops")}
 
 
-def summary_table(report: dict) -> str:
-    """The terminal summary: one row per phase, one per ticket/final model, the warnings."""
+def summary_table(report: dict, report_md: Optional[str] = None) -> str:
+    """The terminal summary: one row per phase, one per ticket/final model, the warnings.
+
+    `report_md`: the run's report.md, named on the last line.
+    """
     lines = [f"EB Train summary (method={report.get('method')}, "
              f"config {report.get('config_hash')})",
              f"{'phase':<8} {'epochs':>6} {'seconds':>9} {'train FLOPs':>12} precision"]
@@ -246,9 +249,57 @@ def summary_table(report: dict) -> str:
                      f"{str(eb_entry.get('found', '-')):>5} {final.get('params', 0):>10,} "
                      f"{final.get('flops', 0):>12,} "
                      f"{'-' if val is None else f'{val:.4f}':>8} {final['test']:>8.4f}")
+    lines += _vs_dense_lines(report.get("vs_dense"))
     found = report.get("warnings") or []
     if found:  # eb_tf.pipeline.health: results that look useless
         lines.append(f"!!! {len(found)} WARNING(S): this result may be useless "
                      "(report.json 'warnings'; --config.strict=True makes them errors)")
         lines += [f"!!! {w}" for w in found]
+    if report_md:
+        lines.append(f"report with plots: {report_md}")
     return "\n".join(lines)
+
+
+def _x(value, spec=".3f"):
+    return "-" if value is None else f"{value:{spec}}x"
+
+
+def _vs_dense_lines(section: Optional[dict]) -> list:
+    """The summary's comparison with dense training of the same T (`eb_tf.pipeline.savings`)."""
+    if not section or not section.get("by_ratio"):
+        return []
+    dense, label = section["dense"], section["label"]
+    lines = [f"vs dense training of the same T = {dense['epochs']} epochs (the search's net "
+             "and data; report.json 'vs_dense'):"]
+    speed = section.get("speed") or {}
+    for key, row in section["by_ratio"].items():
+        train, ticket, acc = row["train"], row["ticket"], row["accuracy"]
+        saved = None if row["flops_ratio"] is None else 100 * (1.0 - row["flops_ratio"])
+        verdict = "-" if saved is None else \
+            f"saves {saved:.1f}%" if saved >= 0 else f"costs {-saved:.1f}% more"
+        lines.append(f"p={key:<5} training FLOPs {train['flops']:.3g} vs {dense['flops']:.3g} "
+                     f"= {_x(row['flops_ratio'])} ({label} {verdict})")
+        lines.append(f"{'':7} wall-clock {train['seconds']:.1f} s vs ~{dense['seconds']:.1f} s "
+                     f"= {_x(row['seconds_ratio'])} (dense estimated: {dense['measured_epochs']} "
+                     f"measured search epochs + {dense['extrapolated_epochs']} at their median "
+                     f"{dense['median_epoch_seconds']:.2f} s)")
+        lines.append(f"{'':7} ticket params {ticket['params']:,} vs {dense['params'] or 0:,} "
+                     f"({_x(ticket['params_ratio'])}), FLOPs/sample {ticket['flops_per_sample']:,}"
+                     f" vs {dense['forward_flops_per_sample']:,} ({_x(ticket['flops_ratio'])})")
+        mine, at_draw = acc["ticket"], acc["dense_at_draw"]
+        lines.append(f"{'':7} accuracy: ticket val {_acc(mine['validation'])}, test "
+                     f"{_acc(mine['test'])}; dense net at search epoch {at_draw['epoch']}: val "
+                     f"{_acc(at_draw['validation'])} (no dense model trained to T here)")
+        if row.get("train_step_speedup") is not None:
+            lines.append(f"{'':7} train step {row['train_step_speedup']:.2f}x faster (batch "
+                         f"{speed['batch']}, {speed['device']}), batch-1 inference "
+                         f"{row['inference_batch1_speedup']:.2f}x faster")
+    if speed.get("seconds") is not None:
+        lines.append(f"{'':7} (speed measured once in {speed['seconds']:.1f} s, not training)")
+    elif speed.get("skipped"):
+        lines.append(f"{'':7} (speed not measured: {speed['skipped']})")
+    return lines
+
+
+def _acc(value) -> str:
+    return "-" if value is None else f"{value:.4f}"

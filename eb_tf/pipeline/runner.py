@@ -29,10 +29,12 @@ Example:
     report = pipeline.run(cfg, "/tmp/eb_run")
     report["eb"]["0.5"]          # {"epoch": 7, "found": True, ...}
 """
+import os
 from typing import Iterable
 
 from eb_tf.pipeline import config as eb_config
-from eb_tf.pipeline import distributed, health, methods, run_dir, run_lock
+from eb_tf.pipeline import (distributed, health, methods, run_dir, run_lock, run_report,
+                            savings)
 from eb_tf.pipeline.build import build_dense_model, check_model_name, determinism, load_splits
 from eb_tf.pipeline.draw import draw
 from eb_tf.pipeline.export_phase import export
@@ -101,7 +103,10 @@ def run(config, workdir: str, phases: Iterable[str] = PHASES, splits=None,
         report = rd.update_report(total=run_dir.totals(rd.report()))
         if splits is not None:  # a draw alone changes no result: its warnings stay
             report = health.record(rd, cfg, splits)
+            report = savings.record(rd, cfg, splits)  # vs dense training of the same T
+        run_report.write(rd)  # RUN/report.md and its plots, every run (inside the lock)
     if print_summary:
-        print(run_dir.summary_table(report))
+        print(run_dir.summary_table(report, report_md=os.path.join(
+            os.path.abspath(workdir), run_report.REPORT_FILE)))
     health.raise_if_strict(report, cfg, workdir)
     return report

@@ -99,7 +99,8 @@ def test_without_config_help_only_workdir_is_defined():
 
 def test_the_flags_belong_to_the_calling_binary_so_its_help_lists_them():
     fv, _ = _fresh(config_help="Run config.")
-    assert {f.name for f in fv.get_key_flags_for_module(__name__)} == {"config", "workdir"}
+    assert {f.name for f in fv.get_key_flags_for_module(__name__)} == {"config", "workdir",
+                                                                   "describe_config"}
     assert fv.get_key_flags_for_module(cli.__name__) == []
 
 
@@ -241,3 +242,34 @@ def test_path_validators_check_files_and_folders_when_given(tmp_path):
         with pytest.raises(flags.IllegalFlagValueError, match=f"^{message}"):
             fv(["prog", *args])
     assert os.listdir(tmp_path) == ["file"]
+
+
+@pytest.mark.parametrize("verbose, tty, expected", [
+    (2, True, 1), (1, True, 1),     # a terminal: a progress bar per epoch
+    (1, False, 2), (2, False, 2),   # a log file or a pipe: one line per epoch
+    (0, True, 0), (0, False, 0),    # silent stays silent
+])
+def test_keras_progress_follows_the_terminal(verbose, tty, expected):
+    config = smoke_config(verbose=verbose)
+    config.lock()
+    chosen = cli.keras_progress(config, argv=["prog"], tty=tty)
+    assert chosen.verbose == expected
+    assert config.verbose == verbose  # a copy, still locked, else the config itself
+    assert (chosen is config) == (expected == verbose) and chosen.is_locked
+    assert chosen.to_dict() == {**config.to_dict(), "verbose": expected}
+
+
+def test_keras_progress_keeps_a_verbose_given_on_the_command_line(tmp_path):
+    (tmp_path / "flags").write_text("--config.verbose=2\n")
+    config = smoke_config(verbose=2)
+    for argv in (["prog", "--config.verbose=2"], ["prog", "--config.verbose", "2"],
+                 ["prog", f"--flagfile={tmp_path}/flags"]):
+        assert cli.keras_progress(config, argv=argv, tty=True) is config, argv
+
+
+def test_keras_progress_replaces_the_field_of_a_run_config():
+    from eb_tf.pipeline import config as eb_config
+    cfg = eb_config.from_config_dict(smoke_config(verbose=2))
+    assert cli.keras_progress(cfg, argv=["prog"], tty=True) == eb_config.from_config_dict(
+        smoke_config(verbose=1))
+    assert cli.keras_progress(cfg, argv=["prog"], tty=False) is cfg

@@ -60,6 +60,7 @@ def test_dense_baseline_trains_t_epochs_without_l1_or_pruning(tmp_path):
     assert report["phases"]["search"]["epochs"] == 4 and report["eb"] == {}
     assert report["phases"]["draw"]["skipped"] == "method=dense"
     assert list(report["final"]) == ["dense"]
+    assert "vs_dense" not in report  # the dense run is its own baseline
     model = load(workdir)
     assert eb_tf.count_flops(model).total == report["final"]["dense"]["flops"]
     regs = [layer.gamma_regularizer for layer in model.layers if hasattr(layer, "gamma")]
