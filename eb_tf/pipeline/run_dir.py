@@ -291,14 +291,19 @@ def _vs_dense_lines(section: Optional[dict]) -> list:
                      f"{_acc(mine['test'])}; dense net at search epoch {at_draw['epoch']}: val "
                      f"{_acc(at_draw['validation'])} (no dense model trained to T here)")
         if row.get("train_step_speedup") is not None:
-            lines.append(f"{'':7} train step {row['train_step_speedup']:.2f}x faster (batch "
-                         f"{speed['batch']}, {speed['device']}), batch-1 inference "
-                         f"{row['inference_batch1_speedup']:.2f}x faster")
+            lines.append(f"{'':7} ticket vs dense: train step {_speed(row['train_step_speedup'])}"
+                         f" (batch {speed['batch']}, {speed['device']}), batch-1 inference "
+                         f"{_speed(row['inference_batch1_speedup'])}")
     if speed.get("seconds") is not None:
         lines.append(f"{'':7} (speed measured once in {speed['seconds']:.1f} s, not training)")
     elif speed.get("skipped"):
         lines.append(f"{'':7} (speed not measured: {speed['skipped']})")
     return lines
+
+
+def _speed(speedup: float) -> str:
+    """'1.26x faster' or, below 1, '1.41x slower' (dense time / ticket time)."""
+    return f"{speedup:.2f}x faster" if speedup >= 1 else f"{1 / speedup:.2f}x slower"
 
 
 def _acc(value) -> str:

@@ -61,9 +61,10 @@ def test_quickstart_prints_the_ratios_to_dense_that_report_json_recomputes(tmp_p
         times = speed[kind]
         assert times["dense"]["ms"] > 0 and times["0.5"]["ms"] > 0
         assert len(times["0.5"]["ms_rounds"]) == speed["rounds"] == 3
+        speedup = times["dense"]["ms"] / times["0.5"]["ms"]
         assert _printed(rf"{'train step' if kind == 'train_step' else 'batch-1 inference'} "
-                        r"(\S+)x faster", printed) == \
-            f"{times['dense']['ms'] / times['0.5']['ms']:.2f}"
+                        r"(\S+x (?:faster|slower))", printed) == (
+            f"{speedup:.2f}x faster" if speedup >= 1 else f"{1 / speedup:.2f}x slower")
     assert speed["batch"] == min(run_cfg.batch_size, savings.MAX_TIMING_BATCH)
     # Resumed when finished: nothing trained, the speed is not measured again.
     again = eb_tf.pipeline.run(cfg, workdir, print_summary=False)
