@@ -2,7 +2,8 @@
 
 Modules in import order: `graph` (the layer graph of a functional model), `channel_select`
 (the gather layer), `handlers` (one small handler per layer type: the registry), `passes`
-and `plan` (which layers share a channel space and what each keeps), `pruner`
+and `plan` (which layers share a channel space and what each keeps), `liveness` (masks
+that would make an output a constant are refused), `pruner`
 (`apply_masks`, `prune`), `rounding` (`round_masks`), `flops` (FLOPs and parameters),
 `channel_summary` (`summary`) and `testing` (random graphs and liveness checks for tests).
 

@@ -259,7 +259,7 @@ def signal(plan, open_keys: AbstractSet[str] = frozenset()) -> Dict[int, np.ndar
     Args:
       plan: a `channel_plan.Plan` after `forward` (the Multiply rule reads `plan.vals`).
       open_keys: BN mask keys to ignore, as if those BNs kept every channel (the
-        culprit search of `channel_plan.check_signal`).
+        culprit search of `liveness.check_signal`).
 
     Returns:
       {tensor key: bool array over its channels}.

@@ -32,7 +32,7 @@ from typing import Dict
 import numpy as np
 
 from eb_tf.compat import check_tf_keras_model, keras, tf
-from eb_tf.pruning import graph, handlers
+from eb_tf.pruning import graph, handlers, liveness
 from eb_tf.pruning import plan as channel_plan
 from eb_tf.pruning.channel_select import ChannelSelect
 from eb_tf.sparsity import batchnorm
@@ -124,7 +124,7 @@ def prune(model, masks: Dict[str, np.ndarray]):
     where = "eb_tf.prune"
     check_tf_keras_model(model, where)
     plan = channel_plan.analyze(model, masks, where)
-    for note in channel_plan.check_signal(plan, where):
+    for note in liveness.check_signal(plan, where):
         warnings.warn(note, stacklevel=2)
     return _Rebuilder(plan).build()
 

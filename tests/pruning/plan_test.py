@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from eb_tf.compat import keras
+from eb_tf.pruning import liveness
 from eb_tf.pruning import plan as channel_plan
 from eb_tf.pruning.channel_select import ChannelSelect
 
@@ -164,7 +165,7 @@ def test_signal_follows_channels_and_dies_at_masked_bn_channels():
     assert _signal(plan, "cat") == [T, F, T, F, F, T]
     assert _signal(plan, "f") == [T, F, T, F, F, T] * 4
     assert _signal(plan, "d") == [T, T]
-    assert channel_plan.check_signal(plan) == []
+    assert liveness.check_signal(plan) == []
 
 
 def test_signal_through_multiply_dies_only_at_a_zero_gate():
@@ -178,7 +179,7 @@ def test_signal_through_multiply_dies_only_at_a_zero_gate():
     assert _signal(plan, "mul") == [T, F, T, F]                  # x * 0 = 0
     with pytest.raises(ValueError, match=r"eb_tf.prune: these masks make the model's output "
                        r"'head' independent of its input .* dies at BN 'g_bn'"):
-        channel_plan.check_signal(channel_plan.analyze(model, {"g_bn": np.zeros(4, bool)}))
+        liveness.check_signal(channel_plan.analyze(model, {"g_bn": np.zeros(4, bool)}))
 
 
 def test_check_signal_names_the_bn_a_channel_select_starves():
@@ -189,7 +190,7 @@ def test_check_signal_names_the_bn_a_channel_select_starves():
     assert _signal(plan, "sel") == [F, F]
     with pytest.raises(ValueError, match=r"dies at BN 'a_bn' \(its mask keeps channels "
                        r"\[2, 3\] of 4, the signal reaches it on \[0, 1, 2, 3\]\)"):
-        channel_plan.check_signal(plan, "eb_tf.prune")
+        liveness.check_signal(plan, "eb_tf.prune")
 
 
 def test_dead_output_plan_still_analyses_but_check_signal_raises():
@@ -201,7 +202,7 @@ def test_dead_output_plan_still_analyses_but_check_signal_raises():
     with pytest.raises(ValueError, match=r"output 'b_relu', 'head' independent of its input "
                        r"\(a constant\): the signal dies at BN 'a_bn' \(its mask keeps 0 of "
                        r"3 channels\)"):
-        channel_plan.check_signal(plan, "eb_tf.prune")
+        liveness.check_signal(plan, "eb_tf.prune")
 
 
 @pytest.mark.parametrize("masks, message", [
