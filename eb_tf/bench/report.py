@@ -27,10 +27,10 @@ Example:
     bench_report.predicted_cost("eb", epochs=160, flops_ratio=0.4, eb_epoch=16)  # 0.46
 """
 import os
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from eb_tf.bench import step_time as step_bench
-from eb_tf.pipeline import methods, plots
+from eb_tf.pipeline import costs, methods, plots
 
 __all__ = ["predicted_cost", "method_row", "add_ratios", "markdown", "plot", "REFERENCES"]
 
@@ -66,15 +66,6 @@ def predicted_cost(method: str, epochs: int, flops_ratio: float, eb_epoch: Optio
                                  retrain or overrides.get("retrain", "inherit"))
 
 
-def _cost_parts(report: dict, record: methods.Method, key: Optional[str]) -> Dict[str, dict]:
-    """The phases that trained this row's model (the record's), per ratio where split."""
-    parts = {}
-    for name in record.phases:
-        phase = report["phases"][name]
-        parts[name] = phase["by_ratio"][key] if "by_ratio" in phase else phase
-    return parts
-
-
 def method_row(report: dict, method: str, ratio: Optional[float], run_path: str,
                config: dict) -> dict:
     """One benchmark row from a method's report.json (see the module docstring)."""
@@ -82,7 +73,10 @@ def method_row(report: dict, method: str, ratio: Optional[float], run_path: str,
     key = None if ratio is None else f"{ratio:g}"
     final_models = report["final"]
     name = key if key in final_models else next(iter(final_models))
-    parts = _cost_parts(report, record, key)
+    parts = costs.trained_by(report["phases"], record.phases, key)
+    if parts is None:
+        raise ValueError(f"{run_path}: the report has no finished {'/'.join(record.phases)} "
+                         f"phases for {method} p={key}; run the benchmark again to resume it")
     final = final_models[name]
     dense_flops = parts[record.phases[0]]["forward_flops_per_sample"]
     row = {"method": method, "ratio": ratio, "run_dir": run_path,

@@ -26,7 +26,7 @@ from typing import Dict, Mapping, Sequence
 import numpy as np
 
 from eb_tf.compat import check_tf_keras_model, keras, tf
-from eb_tf.pipeline import trainer
+from eb_tf.pipeline import step_timing
 from eb_tf.pruning import flops as flops_lib
 from eb_tf.sparsity import batchnorm
 from eb_tf.sparsity.early_bird import EarlyBird
@@ -37,37 +37,8 @@ __all__ = ["step_times", "earlybird_ms", "set_realistic_gammas", "format_step_ta
 def _batch_for(model, batch, seed):
     """(x, y) for `model`: the given arrays, or `batch` random examples and labels."""
     if isinstance(batch, tuple):
-        return batch
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch={batch!r} must be an int >= 1 (random examples) or an "
-                         "(x, y) tuple of arrays")
-    shape = tuple(model.inputs[0].shape[1:])
-    if any(s is None for s in shape):
-        raise ValueError(f"model {model.name!r} has input shape {shape} with unknown "
-                         "dimensions; give batch as (x, y) arrays")
-    rng = np.random.default_rng(seed)
-    classes = int(model.outputs[0].shape[-1])
-    return (rng.normal(size=(batch,) + shape).astype(np.float32),
-            rng.integers(0, classes, size=batch).astype(np.int32))
-
-
-def _train_step(model):
-    """A compiled SGD step of a private copy of `model` (the argument stays untouched)."""
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(
-        from_logits=not trainer.outputs_probabilities(copy))
-    optimizer = keras.optimizers.SGD(learning_rate=1e-3, momentum=0.9)
-
-    @tf.function
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, copy(x, training=True)) + tf.add_n([0.0] + copy.losses)
-        grads = tape.gradient(loss, copy.trainable_variables)
-        optimizer.apply_gradients(zip(grads, copy.trainable_variables))
-        return loss
-
-    return step
+        return tuple(tf.constant(a) for a in batch)
+    return step_timing.random_batch(model, batch, seed)
 
 
 def step_times(models: Mapping[str, "keras.Model"], batch=64, steps: int = 10,
@@ -105,8 +76,7 @@ def step_times(models: Mapping[str, "keras.Model"], batch=64, steps: int = 10,
     for name, model in models.items():
         check_tf_keras_model(model, f"eb_tf.bench.step_time.step_times (model {name!r})")
         x, y = _batch_for(model, batch, seed)
-        step = _train_step(model)
-        x, y = tf.constant(x), tf.constant(y)
+        step = step_timing.train_step(model)
         for _ in range(warmup):
             step(x, y).numpy()
         runners[name], rounds[name] = (step, x, y), []

@@ -25,7 +25,7 @@ import os
 import time
 from typing import Dict, Optional
 
-__all__ = ["EnergyCounter", "PhaseMeter", "training_flops", "phase_record"]
+__all__ = ["EnergyCounter", "PhaseMeter", "training_flops", "phase_record", "trained_by"]
 
 _RAPL_GLOB = "/sys/class/powercap/intel-rapl:[0-9]*"
 
@@ -185,3 +185,20 @@ def phase_record(epochs: int, meter: PhaseMeter, forward_flops: int, samples: in
               "energy": meter.energy()}
     record.update(extra)
     return record
+
+
+def trained_by(phases: dict, names, key: Optional[str]) -> Optional[Dict[str, dict]]:
+    """{phase: record} of the phases `names` that trained ratio `key`'s model.
+
+    A phase split by ratio (`by_ratio`, the retrain) gives that ratio's record. This is
+    how a run's training cost is summed (the benchmark's rows, the run's `vs_dense`).
+    Returns None while one of them is missing or unfinished (no `seconds` yet).
+    """
+    parts = {}
+    for name in names:
+        phase = phases.get(name) or {}
+        part = phase.get("by_ratio", {}).get(key) if "by_ratio" in phase else phase
+        if not part or "seconds" not in part:
+            return None
+        parts[name] = part
+    return parts

@@ -39,8 +39,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from eb_tf import io_utils
-from eb_tf.compat import keras, tf
-from eb_tf.pipeline import costs, methods, trainer
+from eb_tf.compat import tf
+from eb_tf.pipeline import costs, methods, step_timing
 from eb_tf.pipeline.draw import load_model
 
 __all__ = ["compare", "measure_speed", "record", "MAX_TIMING_BATCH", "NOTES"]
@@ -89,7 +89,7 @@ def compare(report: dict, search_history: Sequence[dict], epochs: int) -> Option
     dense["params"] = phases.get("draw", {}).get("dense", {}).get("params")
     by_ratio = {}
     for key, final in report.get("final", {}).items():
-        parts = _cost_parts(phases, record.phases, key)
+        parts = costs.trained_by(phases, record.phases, key)
         if key not in report.get("ticket", {}) or parts is None:
             continue
         ticket = report["ticket"][key]
@@ -120,50 +120,7 @@ def _ratio(a, b):
     return a / b if a is not None and b else None
 
 
-def _cost_parts(phases: dict, names: Sequence[str], key: str) -> Optional[Dict[str, dict]]:
-    """The phase records that trained ratio `key`'s model, or None while one is missing."""
-    parts = {}
-    for name in names:
-        phase = phases.get(name) or {}
-        part = phase.get("by_ratio", {}).get(key) if "by_ratio" in phase else phase
-        if not part or "seconds" not in part:
-            return None
-        parts[name] = part
-    return parts
-
-
 # ---------------------------------------------------------------------- speed
-def _random_batch(model, batch: int, input_shape=None):
-    shape = tuple(model.inputs[0].shape[1:])
-    if any(s is None for s in shape):
-        shape = tuple(input_shape or ())
-    if not shape or any(s is None for s in shape):
-        raise ValueError(f"model {model.name!r} has input shape {shape}: unknown dimensions")
-    rng = np.random.default_rng(0)
-    classes = int(model.outputs[0].shape[-1])
-    return (tf.constant(rng.normal(size=(batch,) + shape).astype(np.float32)),
-            tf.constant(rng.integers(0, classes, size=batch).astype(np.int32)))
-
-
-def _train_step(model, x, y) -> Callable[[], tf.Tensor]:
-    """One SGD step (forward, backward, momentum update, the model's own losses)."""
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(
-        from_logits=not trainer.outputs_probabilities(model))
-    optimizer = keras.optimizers.SGD(learning_rate=1e-4, momentum=0.9)
-
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            out = model(x, training=True)
-            loss = loss_fn(y, tf.cast(out, tf.float32)) + tf.add_n(
-                [0.0] + [tf.cast(v, tf.float32) for v in model.losses])
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
-
-    return step
-
-
 def _time_interleaved(fns: Mapping[str, Callable], round_seconds: float, rounds: int,
                       sync_each: bool) -> Dict[str, dict]:
     """{name: {"ms", "ms_rounds", "calls"}}: rounds of each fn in turn, median round."""
@@ -208,9 +165,9 @@ def measure_speed(paths: Mapping[str, str], batch: int, round_seconds: float = 0
     steps, infers = {}, {}
     for name, path in paths.items():
         model = load_model(path)
-        x, y = _random_batch(model, batch, input_shape)
+        x, y = step_timing.random_batch(model, batch, input_shape=input_shape)
         infers[name] = tf.function(lambda m=model, x1=x[:1]: m(x1, training=False))
-        steps[name] = _train_step(model, x, y)
+        steps[name] = lambda s=step_timing.train_step(model, 1e-4), x=x, y=y: s(x, y)
     out = {"device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU",
            "batch": int(batch), "rounds": int(rounds)}
     # Inference first: the train steps then move the weights (timing does not care).
