@@ -1,17 +1,17 @@
 """The layering of eb_tf, checked on its import graph (tests/import_graph.py) without importing it.
 
 Sub-packages in dependency order, each importing only those before it plus the top-level
-`eb_tf.compat`, `eb_tf.io_utils` and `eb_tf.version`: sparsity, pruning, quantization,
-export, models, data, distribute, pipeline, tuning, bench (models and data do not depend
-on each other). Function-level imports count as much as module-level ones.
+`eb_tf.compat`, `eb_tf.io_utils` and `eb_tf.version`: sparsity, pruning, baselines,
+quantization, export, models, data, distribute, pipeline, tuning, bench (models and data
+do not depend on each other). Function-level imports count as much as module-level ones.
 """
 
 import pytest
 
 from tests import import_graph
 
-ORDER = ("sparsity", "pruning", "quantization", "export", "models", "data", "distribute",
-         "pipeline", "tuning", "bench")
+ORDER = ("sparsity", "pruning", "baselines", "quantization", "export", "models", "data",
+         "distribute", "pipeline", "tuning", "bench")
 INDEPENDENT = {("data", "models"), ("models", "data")}
 TOP_LEVEL = ("eb_tf.compat", "eb_tf.io_utils", "eb_tf.version")
 MAX_TOP_LEVEL_MODULES = 6
