@@ -1,4 +1,4 @@
-r"""EB Train side by side with dense, ns, lt, int8 search and tfmot: one command, one table.
+r"""EB Train side by side with dense, ns, lt, snip, thinet, int8 search and tfmot: one table.
 
     python -m binaries.eb_bench --config=configs/bench_cifar10.py:small --workdir=/tmp/bench_small
     python -m binaries.eb_bench --config=configs/bench_cifar10.py:smoke --workdir=/tmp/bench \

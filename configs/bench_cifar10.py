@@ -7,8 +7,9 @@ CIFAR-10, T = 160, p = 0.3/0.5/0.7; about 10 dense-run equivalents, tfmot once p
 roughly 10-15 GPU-hours (an estimate, not measured here), weeks on a CPU. Subset with
 `--config.methods=dense,eb`.
 
-The benchmark of eb_tf.bench: dense, ns, lt, eb, eb_int8 and tfmot side by side on
-one data pipeline. The dataset defaults to the shared real CIFAR-10 when it is there
+The benchmark of eb_tf.bench: dense, ns, lt, snip, thinet, eb, eb_int8 and tfmot side
+by side on one data pipeline (thinet fine-tunes a ticket of the dense run's network).
+The dataset defaults to the shared real CIFAR-10 when it is there
 (`../shared/data/cifar10-jpeg.npz` from the project root, or in the folder that
 $EB_TF_SHARED_DATA names) or already decoded: `npz:~/.cache/eb_tf/cifar10.npz` (under
 $EB_TF_CACHE when that is set), which the shared `cifar10_npz.py` (`config.data_prepare`)

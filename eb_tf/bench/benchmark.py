@@ -1,17 +1,19 @@
-"""EB Train side by side with dense, network slimming, lottery ticket and tfmot pruning.
+"""EB Train side by side with dense, network slimming, lottery ticket, SNIP, ThiNet and tfmot.
 
 `run_benchmark(config, workdir)` runs, in one process, on one `eb_tf.data` Splits (same
 data, same seed), every method of `config.methods` into its own run folder, then reads
 their report.json files and writes `workdir/bench.json`, `bench.md` and `bench.png`:
 
-    workdir/dense/ ns/ lt/ eb/ eb_int8/    `eb_tf.pipeline.runner.run` folders (method set here)
+    workdir/dense/ ns/ lt/ snip/ thinet/ eb/ eb_int8/   `eb_tf.pipeline.runner.run` folders
     workdir/tfmot/p0.5/                    `eb_tf.bench.tfmot_baseline` (needs the eb ticket)
     workdir/bench.json, bench.md, bench.png
 
 Methods are the records of `eb_tf.pipeline.methods` and their variants: `dense`, `ns`,
-`lt`, `eb` (fp32 search), `eb_int8` (the `eb` variant with search_precision=int8) and
-`tfmot` (unstructured, as many nonzero parameters as the eb ticket; its record brings
-its own runner). A method you register is a benchmark token too. Every run
+`lt`, `snip`, `thinet` (`eb_tf.pipeline.baseline_methods`; thinet's search is a copy of
+the `dense` run's when that runs too: its record's `search_as`), `eb` (fp32 search),
+`eb_int8` (the `eb` variant with search_precision=int8) and `tfmot` (unstructured, as
+many nonzero parameters as the eb ticket; its record brings its own runner). A method
+you register is a benchmark token too. Every run
 exports its final model to float32 TFLite (size, batch-1 latency). Per (method, p)
 the table has test accuracy, wall-clock, training FLOPs, their ratios to dense and
 to ns, the FLOPs-predicted cost (`eb_tf.bench.report.predicted_cost`), EB epoch,
@@ -198,7 +200,10 @@ def run_benchmark(config, workdir: str, splits=None) -> dict:
             for ratio, (report, path) in record.run(cfg, folder, splits, context).items():
                 runs[(token, ratio)] = (report, path)
             continue
-        report = runner.run(cfg, folder, splits=splits, print_summary=False)
+        shared = os.path.join(workdir, record.search_as) \
+            if record.search_as in context.reports else None  # thinet: the dense run's search
+        report = runner.run(cfg, folder, splits=splits, print_summary=False,
+                            adopt_search=shared)
         context.reports[token] = report
         for ratio in (base.ratios if record.prunes else (None,)):
             runs[(token, ratio)] = (report, token)
@@ -255,7 +260,9 @@ def _micro(workdir, cfg, options, reports) -> dict:
 
 def _notes(cfg, rows) -> list:
     notes = ["Training cost = every phase that trained the row's model (search + draw + that "
-             "p's retrain; dense: search; tfmot: train); the TFLite export is not counted. "
+             "p's retrain; dense: search; tfmot: train; thinet's search is the dense run's, "
+             "trained once and counted in both rows; the draw holds snip's and thinet's "
+             "scoring passes, s); the TFLite export is not counted. "
              "FLOPs = 3 x forward FLOPs (1 MAC = 1 FLOP) x samples; r = ticket / dense FLOPs "
              "per sample, t the EB epoch, k the rewind epoch."]
     for token in dict.fromkeys(r["method"] for r in rows):

@@ -17,6 +17,11 @@ method's record states it (`eb_tf.pipeline.methods.Method.predicted_cost`):
 | eb, eb_int8 | t dense epochs | T - t ticket epochs | (t + r (T - t)) / T |
 | ns | T dense epochs | T ticket epochs | 1 + r |
 | lt | T dense epochs | T - k ticket epochs (rewind k) | (T + r (T - k)) / T |
+| snip | none (scored at init) | T ticket epochs | r + s |
+| thinet | T dense epochs (the dense run's) | T ticket epochs | 1 + r + s |
+
+s: the draw's channel-scoring passes (SNIP's gradients, ThiNet's activations) in units
+of the dense run, recorded per ticket (report.json `ticket.<p>.scoring.x_dense`).
 
 The measured wall-clock ratio next to it: the gap is the engineering loss (per-epoch
 overheads, kernels that do not speed up in step with FLOPs).
@@ -38,7 +43,8 @@ REFERENCES = ("dense", "ns")   # the rows every other row is compared with (vs_d
 
 
 def predicted_cost(method: str, epochs: int, flops_ratio: float, eb_epoch: Optional[int] = None,
-                   rewind_epoch: int = 0, retrain: Optional[str] = None) -> float:
+                   rewind_epoch: int = 0, retrain: Optional[str] = None,
+                   scoring: float = 0.0) -> float:
     """Training FLOPs of `method` in units of the dense run's (see the module table).
 
     Args:
@@ -49,6 +55,7 @@ def predicted_cost(method: str, epochs: int, flops_ratio: float, eb_epoch: Optio
       eb_epoch: t (eb methods only), in [0, T].
       rewind_epoch: k (lt only), in [0, T).
       retrain: `config.retrain` of a method whose record lets the config choose (eb).
+      scoring: s, the draw's scoring passes in units of the dense run (snip, thinet).
 
     Raises:
       ValueError: an unknown method or a value outside its range.
@@ -63,7 +70,7 @@ def predicted_cost(method: str, epochs: int, flops_ratio: float, eb_epoch: Optio
         raise ValueError(f"method={method!r} must be one of {', '.join(methods.tokens())}") \
             from None
     return record.predicted_cost(epochs, flops_ratio, eb_epoch, rewind_epoch,
-                                 retrain or overrides.get("retrain", "inherit"))
+                                 retrain or overrides.get("retrain", "inherit"), scoring)
 
 
 def method_row(report: dict, method: str, ratio: Optional[float], run_path: str,
@@ -94,8 +101,10 @@ def method_row(report: dict, method: str, ratio: Optional[float], run_path: str,
         row["sparsity"] = final.get("sparsity")
     if record.stops_at_ticket:
         row["eb_epoch"], row["found"] = report["eb"][key]["epoch"], report["eb"][key]["found"]
+    row["scoring"] = report.get("ticket", {}).get(key, {}).get("scoring", {}).get("x_dense", 0.0)
     row["predicted_cost"] = predicted_cost(method, config["epochs"], row["flops_ratio"],
-                                           row["eb_epoch"], config.get("rewind_epoch", 0))
+                                           row["eb_epoch"], config.get("rewind_epoch", 0),
+                                           scoring=row["scoring"])
     exported = report.get("export", {}).get("float32", {}).get("models", {}).get(name, {})
     row["tflite_bytes"] = exported.get("size_bytes")
     row["latency_ms"] = exported.get("latency_ms_1t")

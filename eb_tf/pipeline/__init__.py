@@ -8,7 +8,8 @@ model, seeds), `distributed` (tf.distribute around the phases), the phases `sear
 `export_phase`, `health` (divergence errors, warnings on useless results), `run_lock`
 (one process per run folder), `savings` (the run next to dense training of the same T),
 `plots` and `run_report` (report.md with its figures), `mask_plots` (paper Fig. 3), then
-`runner` (`run`: all of it) and `ticket` (`load_ticket`).
+`runner` (`run`: all of it), `ticket` (`load_ticket`) and `baseline_methods` (the `snip`
+and `thinet` records, registered on import: their draws call `eb_tf.baselines`).
 
 Example:
 
@@ -18,6 +19,7 @@ Example:
     report = pipeline.run(cfg, "/tmp/eb_run")
     ticket = pipeline.load_ticket("/tmp/eb_run")
 """
+from eb_tf.pipeline import baseline_methods  # noqa: F401  registers `snip` and `thinet`
 from eb_tf.pipeline.config import RunConfig, default_config, from_config_dict
 from eb_tf.pipeline.export_phase import export_run
 from eb_tf.pipeline.health import HealthWarning, RunWarnings, TrainingDiverged

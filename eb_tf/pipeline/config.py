@@ -59,7 +59,9 @@ class RunConfig:
     """All options of an EB Train run (paper defaults). See `describe()` for help."""
     method: str = _f("eb", "a registered method (eb_tf.pipeline.methods): eb (EB Train) | dense "
                      "(no pruning) | ns (network slimming: T epochs with L1, prune, retrain "
-                     "T) | lt (one-shot lottery ticket: T epochs, prune, rewind, retrain)")
+                     "T) | lt (one-shot lottery ticket: T epochs, prune, rewind, retrain) | "
+                     "snip (SNIP channels at init, train T) | thinet (T dense epochs, "
+                     "ThiNet channels, fine-tune T)")
     model: str = _f("vgg16", "eb_tf.models name, 'keras:MobileNetV2', or 'pkg.module:fn'")
     width: float = _f(1.0, "channel width multiplier of the model, in (0, 4]")
     dataset: str = _f("cifar10", "eb_tf.data name: digits, cifar10, cifar100, imagenet2012, "
@@ -92,6 +94,9 @@ class RunConfig:
     keep_training: bool = _f(False, "search runs all T epochs even after the ticket (Fig. 1)")
     draw_epochs: Tuple[int, ...] = _f((), "also draw tickets at these epochs (Fig. 1)")
     round_multiple: int = _f(0, "round kept widths up to a multiple of N (0 = off)")
+    snip_batches: int = _f(10, "snip: training batches (eval view) its |dL/dm| are summed on")
+    thinet_images: int = _f(1000, "thinet: training images (eval view) whose activations it "
+                            "samples, 10 next-layer entries each")
     retrain: str = _f("inherit", "eb only: inherit (weights of epoch t, lr from t) | reinit "
                       "(fresh init, T epochs) | rewind (weights and lr of rewind_epoch)")
     rewind_epoch: int = _f(0, "k for retrain=rewind and method=lt (0 = initialisation)")
@@ -274,6 +279,8 @@ def _validate(c: RunConfig):
     _number("threshold", c.threshold, lo=0, hi=1, lo_open=True)
     _number("window", c.window, lo=2, hi=c.epochs, integer=True)
     _number("min_channels", c.min_channels, lo=1, integer=True)
+    _number("snip_batches", c.snip_batches, lo=1, integer=True)
+    _number("thinet_images", c.thinet_images, lo=1, integer=True)
     _number("rewind_epoch", c.rewind_epoch, lo=0, hi=c.epochs, hi_open=True, integer=True)
     if c.round_multiple != 0:
         _number("round_multiple", c.round_multiple, lo=2, integer=True)

@@ -5,7 +5,11 @@ search) for a method whose record `stops_at_ticket`, else (or if no ticket emerg
 it from the last epoch; load into the dense model the weights the retrain starts from,
 as the record's retrain mode says (`eb_tf.pipeline.methods`: epoch t for `inherit`, the
 last epoch for `trained`, epoch k for `rewind`), strip low-precision wrappers, optionally
-`round_masks`, then `prune`. Each ticket lands in `tickets/p{r:g}/` (`model.keras`,
+`round_masks`, then `prune`. A record with its own `select` (SNIP, ThiNet:
+`eb_tf.pipeline.baseline_methods`) chooses the channels itself, on those weights, and
+may hand back a changed copy to prune (ThiNet's rescaled kernels); its scoring passes
+are counted in the phase's `flops` (`scoring_flops`) and in meta.json's `scoring`
+(flops, images, seconds, and `x_dense`: in units of the dense run). Each ticket lands in `tickets/p{r:g}/` (`model.keras`,
 `mask.npz`, `meta.json` with params, FLOPs, per-layer FLOPs and the retrain start
 epoch), written atomically. With `draw_epochs` the tickets drawn at those epochs
 (paper Fig. 1) land in `tickets/p{r:g}_e{t}/`.
@@ -109,16 +113,21 @@ def draw(cfg, rd, splits=None):
     dense_info = {"params": count_params(dense_float).total,
                   "flops": count_flops(dense_float).total}
     tickets = {}
+    select = methods.get(cfg.method).select
     for ratio in cfg.ratios:
         entry = report["eb"][run_dir.ratio_name(ratio)]
         t_weights, t_mask, src, start = _sources(cfg, rd, ratio, entry)
-        _set_weights(dense, last, t_weights)
-        masks = read_mask(t_mask) if t_mask else channel_masks(
-            precision_lib.strip_precision(dense), ratio, cfg.scope, cfg.min_channels)
-        _set_weights(dense, last, src)
-        tickets[run_dir.ratio_name(ratio)] = _draw_one(cfg, rd.ticket_dir(ratio), dense, masks, ratio,
-                                           entry["epoch"], start, dense_info,
-                                           found=entry["found"], splits=splits)
+        _set_weights(dense, last, src if select is not None else t_weights)
+        source, scoring = dense, None
+        if select is not None:  # the method's own channel choice (SNIP, ThiNet)
+            source, masks, scoring = _select(cfg, select, dense, ratio, splits, dense_info)
+        else:
+            masks = read_mask(t_mask) if t_mask else channel_masks(
+                precision_lib.strip_precision(dense), ratio, cfg.scope, cfg.min_channels)
+            _set_weights(dense, last, src)
+        tickets[run_dir.ratio_name(ratio)] = _draw_one(
+            cfg, rd.ticket_dir(ratio), source, masks, ratio, entry["epoch"], start, dense_info,
+            found=entry["found"], splits=splits, scoring=scoring)
     for t in cfg.draw_epochs:  # paper Fig. 1: tickets drawn at chosen epochs
         for ratio in cfg.ratios:
             folder = rd.search_dir("eb", f"epoch{t}", run_dir.ratio_key(ratio))
@@ -130,10 +139,12 @@ def draw(cfg, rd, splits=None):
                 tickets[f"{run_dir.ratio_name(ratio)}@e{t}"] = info
     meter.stop()
     calibrated = [t["bn_calibration"] for t in tickets.values()]
+    scored = [t["scoring"] for t in tickets.values() if "scoring" in t]
     rd.update_report(ticket=tickets, phases={"draw": {
         "done": True, "epochs": 0, "seconds": round(meter.seconds, 3),
-        "flops": sum(c.get("flops", 0) for c in calibrated),
-        "samples": sum(c.get("samples", 0) for c in calibrated),
+        "flops": sum(c.get("flops", 0) for c in calibrated + scored),
+        "samples": sum(c.get("samples", 0) for c in calibrated + scored),
+        "scoring_flops": sum(c["flops"] for c in scored),
         "eval_flops": sum(t["drawn_accuracy"]["flops"] for t in tickets.values()),
         "precision": "fp32", "energy": meter.energy(), "dense": dense_info}})
 
@@ -151,7 +162,25 @@ def read_mask(path):
         return {k: data[k].astype(bool) for k in data.files}
 
 
-def _draw_one(cfg, folder, dense, masks, ratio, epoch, start, dense_info, found, splits):
+def _select(cfg, select, dense, ratio, splits, dense_info):
+    """(model to prune, masks, meta `scoring`) of a method with its own channel choice.
+
+    `scoring.x_dense` is the scoring passes' FLOPs in units of the dense run (T epochs
+    of the dense net on this training set): the `s` of the record's predicted cost.
+    """
+    meter = costs.PhaseMeter()
+    meter.start()
+    choice = select(cfg, precision_lib.strip_precision(dense), ratio, splits)
+    meter.stop()
+    run = costs.training_flops(dense_info["flops"],
+                               cfg.epochs * trainer.samples_per_epoch(splits))
+    return choice.model, dict(choice.masks), {
+        "flops": int(choice.flops), "samples": int(choice.samples),
+        "seconds": round(meter.seconds, 3), "x_dense": choice.flops / max(run, 1)}
+
+
+def _draw_one(cfg, folder, dense, masks, ratio, epoch, start, dense_info, found, splits,
+              scoring=None):
     float_model = precision_lib.strip_precision(dense)
     if cfg.round_multiple:
         masks = round_masks(float_model, masks, multiple=cfg.round_multiple)
@@ -173,6 +202,8 @@ def _draw_one(cfg, folder, dense, masks, ratio, epoch, start, dense_info, found,
             "flops_ratio": round(flops.total / max(dense_info["flops"], 1), 6),
             "round_multiple": cfg.round_multiple,
             "bn_calibration": calibration, "drawn_accuracy": accuracy}
+    if scoring is not None:
+        meta["scoring"] = scoring
     if cfg.verbose:
         print(f"ticket p={ratio:g} drawn at epoch {epoch} -> {folder}: params "
               f"{dense_info['params']:,} -> {params.total:,}, FLOPs {dense_info['flops']:,} -> "

@@ -10,10 +10,15 @@ and its report read these records; none of them compares method names. A method 
 | `ns`    | T epochs, L1                    | epoch T           | trained weights (0: T epochs)  | 1 + r              |
 | `lt`    | T epochs, L1                    | epoch T           | weights of epoch k (k)         | (T + r (T - k)) / T|
 | `eb`    | L1 until the ticket emerges (t) | the EB epoch t    | `config.retrain`: inherit (t), reinit (0), rewind (k) | (t + r (T - t)) / T |
+| `snip`  | none (the initialisation)       | epoch 0, SNIP     | initial weights (0: T epochs)  | r + s              |
+| `thinet`| T epochs, no L1 (`dense`'s)     | epoch T, ThiNet   | rescaled weights (0: T epochs) | 1 + r + s          |
 
-(r = ticket FLOPs / dense FLOPs per sample.) A *variant* is a method with other config
-values, not a new method: `eb_int8` is `eb` with `search_precision="int8"`. The
-benchmark's `methods` tokens are the method names and their variants' names.
+(r = ticket FLOPs / dense FLOPs per sample; s = the channel-scoring passes of the draw
+in units of the dense run, `Choice.flops` / (3 x dense FLOPs x T epochs of samples).)
+`snip` and `thinet` are registered by `eb_tf.pipeline.baseline_methods`. A *variant* is
+a method with other config values, not a new method: `eb_int8` is `eb` with
+`search_precision="int8"`. The benchmark's `methods` tokens are the method names and
+their variants' names.
 
 Adding a method is one `register(Method(...))` call, e.g. in your own module:
 
@@ -29,8 +34,8 @@ gives its own `run` function; such a method runs only in the benchmark.
 import dataclasses
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
-__all__ = ["Method", "REGISTRY", "RETRAIN_MODES", "register", "unregister", "get", "names",
-           "tokens", "resolve"]
+__all__ = ["Method", "Choice", "REGISTRY", "RETRAIN_MODES", "register", "unregister", "get",
+           "names", "tokens", "resolve"]
 
 # How a drawn ticket is retrained: the weights it starts from and the epoch its schedule
 # restarts at (t: the draw epoch, k: config.rewind_epoch, T: the budget).
@@ -44,6 +49,23 @@ _CONFIG_RETRAIN = ("inherit", "reinit", "rewind")  # what config.retrain may cho
 
 
 @dataclasses.dataclass(frozen=True)
+class Choice:
+    """A ticket's channels as a method's `select` chooses them in the draw.
+
+    Attributes:
+      masks: {BN key: bool array, True = keep}.
+      model: the float model to prune (the one given, or a copy with changed weights).
+      flops: the training FLOPs of the scoring passes (forward 1x, forward + backward 3x
+        the per-sample forward FLOPs, times the images scored).
+      samples: the images scored.
+    """
+    masks: Mapping[str, Any]
+    model: Any
+    flops: int = 0
+    samples: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
 class Method:
     """A training method: one record that every stage reads.
 
@@ -51,7 +73,8 @@ class Method:
       name: the `config.method` value (and the benchmark token).
       summary: one line for help texts and reports.
       prunes: draws and retrains a ticket (False: dense training only).
-      search_l1: the search trains with L1 on the BN gammas (`config.l1`).
+      search_l1: the search trains with L1 on the BN gammas (`config.l1`), and so does
+        the retrain with `config.retrain_l1` (else neither does).
       stops_at_ticket: the search stops when every ratio's EB ticket emerged and the
         ticket is drawn at that epoch (`config.keep_training` overrides the stop);
         otherwise the search runs T epochs and draws at epoch T.
@@ -70,6 +93,14 @@ class Method:
         the dense network (None: ("search", "draw", "retrain"), or ("search",) for a
         method that does not prune).
       requires: methods that must run before it in the benchmark.
+      select: None: the draw takes network slimming's |gamma| mask (EarlyBird's); else
+        `select(cfg, model, ratio, splits) -> Choice` chooses the channels of the float
+        model loaded for the draw (SNIP, ThiNet).
+      draws_at_init: the search trains nothing: the ticket is drawn from the initial
+        weights (draw epoch 0).
+      search_as: a method whose search trains exactly as this one's (same model,
+        regularisers, precision and T epochs): the benchmark copies its finished search
+        instead of training it again (`eb_tf.pipeline.search.adopt`).
     """
     name: str
     summary: str
@@ -85,6 +116,9 @@ class Method:
     config_method: Optional[str] = None
     requires: Tuple[str, ...] = ()
     phases: Optional[Tuple[str, ...]] = None
+    select: Optional[Callable[..., Choice]] = None
+    draws_at_init: bool = False
+    search_as: Optional[str] = None
 
     def __post_init__(self):
         if not self.name.isidentifier():
@@ -121,8 +155,9 @@ class Method:
         return {"inherit": draw_epoch, "rewind": cfg.rewind_epoch}.get(mode, 0)
 
     def predicted_cost(self, epochs: int, flops_ratio: float, eb_epoch: Optional[int] = None,
-                       rewind_epoch: int = 0, retrain: str = "inherit") -> float:
-        """Training FLOPs in units of the dense run's: (search + r x retrain epochs) / T.
+                       rewind_epoch: int = 0, retrain: str = "inherit",
+                       scoring: float = 0.0) -> float:
+        """Training FLOPs in units of the dense run's: (search + r x retrain epochs) / T + s.
 
         Args:
           epochs: the budget T.
@@ -130,6 +165,7 @@ class Method:
           eb_epoch: t, the draw epoch of a `stops_at_ticket` method, in [0, T].
           rewind_epoch: k, for the rewind retrain, in [0, T).
           retrain: `config.retrain` (read when `self.retrain == "config"`).
+          scoring: s, the draw's channel-scoring passes in units of the dense run, >= 0.
 
         Raises:
           ValueError: a value outside its range.
@@ -138,11 +174,14 @@ class Method:
             raise ValueError(f"epochs={epochs!r} must be >= 1")
         if not 0.0 < flops_ratio <= 1.0:
             raise ValueError(f"flops_ratio={flops_ratio!r} must be in (0, 1]")
+        if not scoring >= 0.0:
+            raise ValueError(f"scoring={scoring!r} must be >= 0")
         if self.cost is not None:
-            return float(self.cost(epochs, flops_ratio, eb_epoch, rewind_epoch, retrain))
+            return float(self.cost(epochs, flops_ratio, eb_epoch, rewind_epoch, retrain)) + \
+                scoring
         if not self.prunes:
-            return 1.0
-        draw = epochs
+            return 1.0 + scoring
+        draw = 0 if self.draws_at_init else epochs
         if self.stops_at_ticket:
             if eb_epoch is None or not 0 <= eb_epoch <= epochs:
                 raise ValueError(f"eb_epoch={eb_epoch!r} must be in [0, {epochs}] for "
@@ -152,7 +191,7 @@ class Method:
         if mode == "rewind" and not 0 <= rewind_epoch < epochs:
             raise ValueError(f"rewind_epoch={rewind_epoch!r} must be in [0, {epochs})")
         start = {"inherit": draw, "rewind": rewind_epoch}.get(mode, 0)
-        return (draw + flops_ratio * (epochs - start)) / epochs
+        return (draw + flops_ratio * (epochs - start)) / epochs + scoring
 
 
 REGISTRY: Dict[str, Method] = {}

@@ -1,7 +1,7 @@
 """The retrain phase: train each drawn ticket to epoch T (inherit, reinit, rewind, trained).
 
 Each ticket of `tickets/p{r}/` is loaded, gets coupled weight decay and (with
-`config.retrain_l1`) the L1 on its gammas, is set up for `config.retrain_precision`
+`config.retrain_l1`, for a method whose search has it) the L1 on its gammas, is set up for `config.retrain_precision`
 and trained from the start epoch its draw recorded (`meta.json`) to T, resumably;
 `retrain/p{r}/final.keras` and the `final` report entry (test accuracy, params, FLOPs)
 follow. A method that does not prune skips the phase.
@@ -49,7 +49,9 @@ def _retrain_one(cfg, rd, splits, ratio):
     model = load_model(os.path.join(rd.ticket_dir(ratio), "model.keras"))
     if cfg.weight_decay:
         model = add_weight_decay(model, cfg.weight_decay)
-    model = add_bn_l1(model, cfg.l1 if cfg.retrain_l1 else 0.0)
+    # A method that searches without L1 (snip, thinet) retrains without it too.
+    model = add_bn_l1(model, cfg.l1 if cfg.retrain_l1 and methods.get(cfg.method).search_l1
+                      else 0.0)
     prepared = precision_lib.prepare_for_precision(model, cfg.retrain_precision, "retrain")
     model = trainer.compile_for_training(prepared.model, cfg, splits, prepared.wrap_optimizer)
     start = int(meta["retrain_start_epoch"])

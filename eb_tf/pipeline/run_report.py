@@ -116,8 +116,8 @@ def _training_figure(workdir, cfg, report, logs):
 
 def _distance_figure(workdir, cfg, report):
     entries = {r: report["eb"][run_dir.ratio_name(r)] for r in cfg.ratios
-               if run_dir.ratio_name(r) in report.get("eb", {})}
-    if not entries:
+               if report.get("eb", {}).get(run_dir.ratio_name(r), {}).get("distances")}
+    if not entries:  # no EarlyBird tracked the masks (snip, thinet: their own choice)
         return None
     distances, previous, found = {}, {}, {}
     for ratio, entry in entries.items():
@@ -184,6 +184,7 @@ def _markdown(workdir, cfg, report, names) -> str:
              "run; `eb_tf.pipeline.run_report.write(RUN)` writes it again.", "",
              "## Summary", "", "```text", run_dir.summary_table(report), "```", ""]
     eb = {r: report.get("eb", {}).get(run_dir.ratio_name(r), {}) for r in cfg.ratios}
+    eb = {r: e for r, e in eb.items() if e.get("distances")}  # tracked by EarlyBird
     found = ", ".join(f"p={r:g} at epoch {e['found_epoch']}" if e.get("found_epoch") else
                       f"p={r:g}: none before epoch {e.get('epoch', '?')}"
                       for r, e in eb.items() if e)

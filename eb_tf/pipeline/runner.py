@@ -3,13 +3,14 @@
 `run(config, workdir)` is what `python -m binaries.eb_train` calls; the phase binaries
 call `run(..., phases=("search",))` and so on on the same run folder. What each phase
 does is read from the method's record (`eb_tf.pipeline.methods`: `eb`, `dense`, `ns`,
-`lt`, or one you register):
+`lt`, `snip`, `thinet`, or one you register):
 
 - search (`eb_tf.pipeline.search`): dense training, with L1 on BN gammas and
   `EarlyBird` for a pruning method, until every ratio's ticket emerges at epoch t
-  (`eb`) or for T epochs;
-- draw (`eb_tf.pipeline.draw`): the masks become physically smaller tickets
-  (`round_masks`, `prune`), loaded with the weights their retrain starts from;
+  (`eb`) or for T epochs (none for `snip`, which draws from the initialisation);
+- draw (`eb_tf.pipeline.draw`): the masks (|gamma|, or the record's own `select`:
+  SNIP, ThiNet) become physically smaller tickets (`round_masks`, `prune`), loaded
+  with the weights their retrain starts from;
 - retrain (`eb_tf.pipeline.retrain`): each ticket to epoch T, e.g. `inherit` (weights of
   t, `fit(initial_epoch=t, epochs=T)` on the same epoch-indexed schedule: search +
   retrain = T epochs), `reinit` (fresh init, T epochs) or `rewind` (weights and
@@ -30,7 +31,7 @@ Example:
     report["eb"]["0.5"]          # {"epoch": 7, "found": True, ...}
 """
 import os
-from typing import Iterable
+from typing import Iterable, Optional
 
 from eb_tf.pipeline import config as eb_config
 from eb_tf.pipeline import (distributed, health, methods, run_dir, run_lock, run_report,
@@ -39,7 +40,7 @@ from eb_tf.pipeline.build import build_dense_model, check_model_name, determinis
 from eb_tf.pipeline.draw import draw
 from eb_tf.pipeline.export_phase import export
 from eb_tf.pipeline.retrain import retrain
-from eb_tf.pipeline.search import search
+from eb_tf.pipeline.search import adopt, search
 
 __all__ = ["PHASES", "run", "search", "draw", "retrain", "export", "load_splits",
            "build_dense_model"]
@@ -49,7 +50,7 @@ _PHASE_FUNCTIONS = {"search": search, "draw": draw, "retrain": retrain, "export"
 
 
 def run(config, workdir: str, phases: Iterable[str] = PHASES, splits=None,
-        print_summary: bool = True) -> dict:
+        print_summary: bool = True, adopt_search: Optional[str] = None) -> dict:
     """Runs (or resumes) the phases of one run folder and returns its report.
 
     Args:
@@ -60,6 +61,9 @@ def run(config, workdir: str, phases: Iterable[str] = PHASES, splits=None,
       splits: optional `eb_tf.data` Splits to use instead of loading `config.dataset`
         (your own data; the config hash does not see it).
       print_summary: print the summary table at the end.
+      adopt_search: a run folder with a finished search that trained as this method's
+        would (the record's `search_as`, e.g. the benchmark's dense run for `thinet`):
+        copied into this run (`eb_tf.pipeline.search.adopt`) instead of trained.
 
     Returns:
       The report dict (also in `workdir/report.json`); its `"warnings"` list the
@@ -96,6 +100,8 @@ def run(config, workdir: str, phases: Iterable[str] = PHASES, splits=None,
                 splits = load_splits(cfg)
             rd = run_dir.RunDir.open(dist.workdir, cfg)
             rd.update_report(distribute={p: dist.describe() for p in phases})
+            if adopt_search and "search" in phases:
+                adopt(dist.cfg, rd, adopt_search)
             for phase in PHASES:
                 if phase in phases:
                     with dist.scope(phase):

@@ -25,9 +25,9 @@ from eb_tf import io_utils
 from eb_tf.compat import keras, tf
 from eb_tf.pipeline import costs, health, schedules
 
-__all__ = ["compile_for_training", "EpochCheckpoint", "MaskRecorder", "SaveWeightsAt",
-           "fit_resumable", "evaluate", "samples_per_epoch", "outputs_probabilities",
-           "read_mask_history"]
+__all__ = ["compile_for_training", "training_loss", "EpochCheckpoint", "MaskRecorder",
+           "SaveWeightsAt", "fit_resumable", "evaluate", "samples_per_epoch",
+           "outputs_probabilities", "read_mask_history"]
 
 STATE_FILE = "state.json"
 CKPT_PREFIX = "ckpt"
@@ -50,6 +50,15 @@ def _sparse_labels(splits) -> bool:
         label_spec.shape[-1] != splits.num_classes
 
 
+def training_loss(model, splits):
+    """The cross-entropy a run trains `model` with: sparse or one-hot labels as `splits`
+    gives them, on logits unless the model ends in a softmax."""
+    from_probs = outputs_probabilities(model)
+    if _sparse_labels(splits):
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=not from_probs)
+    return keras.losses.CategoricalCrossentropy(from_logits=not from_probs)
+
+
 def compile_for_training(model, cfg, splits, wrap_optimizer=None):
     """Compiles with a fresh SGD (momentum, nesterov) and the right cross-entropy.
 
@@ -57,11 +66,7 @@ def compile_for_training(model, cfg, splits, wrap_optimizer=None):
     layer configs (`eb_tf.add_weight_decay`), as in PyTorch's SGD. `wrap_optimizer`
     (from `eb_tf.prepare_for_precision`) wraps the SGD, e.g. for fp16 loss scaling.
     """
-    from_probs = outputs_probabilities(model)
-    if _sparse_labels(splits):
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not from_probs)
-    else:
-        loss = keras.losses.CategoricalCrossentropy(from_logits=not from_probs)
+    loss = training_loss(model, splits)
     optimizer = keras.optimizers.SGD(learning_rate=cfg.lr, momentum=cfg.momentum,
                                      nesterov=cfg.nesterov)
     if wrap_optimizer is not None:

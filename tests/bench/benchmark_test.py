@@ -1,9 +1,9 @@
 """Tests of the benchmark (eb_tf.bench, bench_report, bench_tfmot, step_bench, eb_bench).
 
 One smoke benchmark (configs/bench_cifar10.py:smoke: digits, convnet, T = 4) runs per
-module: dense, ns, eb and tfmot by default (every code path of eb_tf.bench; lt and
-eb_int8 are the pipeline's own methods, rerouted by `method_config`), all six methods
-under `-m slow`. The tests recompute its totals, ratios and predicted costs from the
+module: dense, ns, snip, thinet, eb and tfmot by default (every code path of eb_tf.bench,
+thinet's search adopted from the dense run's included; lt and eb_int8 are the pipeline's
+own methods, rerouted by `method_config`), all eight methods under `-m slow`. The tests recompute its totals, ratios and predicted costs from the
 per-phase records of the method run folders and from the saved models, never from
 bench.json's own numbers. The rest are unit tests without training.
 """
@@ -25,7 +25,7 @@ from tests.pipeline_testlib import check_report_consistency, load, run_binary
 T = 4  # the smoke profile's budget
 
 
-CORE = "dense,ns,eb,tfmot"  # every code path of the benchmark; lt/eb_int8 only reroute
+CORE = "dense,ns,snip,thinet,eb,tfmot"  # every code path; lt/eb_int8 only reroute
 
 
 @pytest.fixture(scope="module", params=[
@@ -119,6 +119,21 @@ def test_smoke_totals_ratios_and_predictions_recomputed_from_run_folders(smoke):
         # the FLOPs model and the accounting agree.
         assert rows[method]["vs_dense"]["flops"] == pytest.approx(
             (t + r * (T - t)) / T + _draw_share(workdir, rows, method))
+    # snip: T ticket epochs from the initialisation; thinet: the dense run's T epochs (its
+    # search record, adopted) + T; both + their scoring passes, recomputed from the tickets
+    dense_search = _report(workdir, rows["dense"])["phases"]["search"]
+    for method, search_epochs in (("snip", 0), ("thinet", T)):
+        report = _report(workdir, rows[method])
+        ticket = report["ticket"]["0.5"]
+        r = ticket["flops"] / dense_search["forward_flops_per_sample"]
+        s = ticket["scoring"]["flops"] / dense_search["flops"]
+        assert rows[method]["epochs"] == search_epochs + T
+        assert rows[method]["predicted_cost"] == pytest.approx(search_epochs / T + r + s)
+        assert rows[method]["vs_dense"]["flops"] == pytest.approx(
+            search_epochs / T + r + _draw_share(workdir, rows, method))
+    adopted = _report(workdir, rows["thinet"])["phases"]["search"]
+    assert adopted["adopted_from"] == os.path.join("..", "dense")
+    assert adopted["seconds"] == dense_search["seconds"]      # trained once, counted here too
     r_ns = rows["ns"]["model_flops"] / rows["dense"]["model_flops"]
     assert rows["ns"]["predicted_cost"] == pytest.approx(1 + r_ns)
     assert rows["ns"]["vs_dense"]["flops"] == pytest.approx(
@@ -129,7 +144,7 @@ def test_smoke_totals_ratios_and_predictions_recomputed_from_run_folders(smoke):
 def test_smoke_models_match_their_reported_params_and_flops(smoke):
     workdir, result = smoke
     rows = {r["method"]: r for r in result["rows"]}
-    for method in ("dense", "ns", "eb"):
+    for method in ("dense", "ns", "snip", "thinet", "eb"):
         run = os.path.join(workdir, method)
         check_report_consistency(run, io_utils.read_json(os.path.join(run, "report.json")))
     eb_ticket = _report(workdir, rows["eb"])["ticket"]["0.5"]
