@@ -22,7 +22,8 @@ import importlib
 import tensorflow as tf
 import tf_keras as keras
 
-__all__ = ["keras", "keras_tuner", "tf", "BatchNormalizationBase", "is_keras3_object", "check_tf_keras_model"]
+__all__ = ["keras", "keras_tuner", "tf", "BatchNormalizationBase", "TFOpLambda",
+           "CustomScaleLayer", "is_keras3_object", "check_tf_keras_model"]
 
 _KERAS3_HINT = (
     "eb_tf needs a tf_keras (Keras 2) model, because tensorflow-model-optimization only "
@@ -73,3 +74,9 @@ def __getattr__(name):
 # Both `BatchNormalization` and `SyncBatchNormalization` derive from this base.
 BatchNormalizationBase = keras.layers.BatchNormalization.__mro__[1]
 assert BatchNormalizationBase.__name__ == "BatchNormalizationBase", BatchNormalizationBase
+
+# The layer tf_keras inserts for a TF function called on KerasTensors (`x + 3.0`,
+# `tf.nn.relu6(x)`), and InceptionResNetV2's residual `x + scale * branch` layer: the
+# pruner maps both, and neither is exported under `keras.layers`.
+from tf_keras.src.applications.inception_resnet_v2 import CustomScaleLayer  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf_keras.src.layers.core.tf_op_layer import TFOpLambda  # pylint: disable=g-import-not-at-top,wrong-import-position

@@ -1,8 +1,9 @@
 """Structured pruning: rebuild a functional model with the masked channels removed.
 
 Modules in import order: `graph` (the layer graph of a functional model), `channel_select`
-(the gather layer), `handlers` (one small handler per layer type: the registry), `passes`
-and `plan` (which layers share a channel space and what each keeps), `liveness` (masks
+(the gather layer), `handlers` (one small handler per layer type: the registry),
+`dispatch` (which handler a layer call gets; layers it cannot map become barriers),
+`passes` and `plan` (which layers share a channel space and what each keeps), `liveness` (masks
 that would make an output a constant are refused), `pruner`
 (`apply_masks`, `prune`), `rounding` (`round_masks`), `flops` (FLOPs and parameters),
 `channel_summary` (`summary`) and `testing` (random graphs and liveness checks for tests).

@@ -9,23 +9,32 @@ Example:
     report.as_dicts()                        # [{"key": "bn1", "kept": 12, ...}, ...]
 
 Mask keys are `eb_tf.sparsity.batchnorm.bn_layers` keys (`outer/inner` inside nested models).
+A BN whose dropped channels `eb_tf.prune` must keep, because a barrier layer reads its
+channel space (a Lambda, a custom layer, LayerNormalization), names that layer in the
+`frozen by` column.
 """
 import dataclasses
-from typing import Callable, Mapping, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from eb_tf.compat import check_tf_keras_model, tf
+from eb_tf.pruning import barriers, graph
+from eb_tf.pruning import plan as channel_plan
 from eb_tf.sparsity import batchnorm
+
+__all__ = ["ChannelRow", "ChannelSummary", "summary"]
 
 
 @dataclasses.dataclass(frozen=True)
 class ChannelRow:
-    """One BN layer in `summary`: mask key, the layer feeding it, kept/total channels."""
+    """One BN layer in `summary`: mask key, the layer feeding it, kept/total channels,
+    and the barrier layers that keep its dropped channels in the pruned model."""
     key: str
     producer: str
     kept: int
     total: int
+    frozen_by: str = ""
 
     @property
     def fraction(self) -> float:
@@ -52,16 +61,24 @@ class ChannelSummary:
         return self.kept / self.total if self.total else 1.0
 
     def as_dicts(self):
-        """The rows as a list of dicts (key, producer, kept, total, fraction)."""
+        """The rows as a list of dicts (key, producer, kept, total, frozen_by, fraction)."""
         return [dict(dataclasses.asdict(r), fraction=r.fraction) for r in self.rows]
+
+    @property
+    def frozen(self) -> Tuple[ChannelRow, ...]:
+        """The rows whose dropped channels a barrier layer keeps."""
+        return tuple(r for r in self.rows if r.frozen_by)
 
     def table(self) -> str:
         """The kept/total table as text, last line the totals."""
         w1 = max([len(r.key) for r in self.rows] + [8])
         w2 = max([len(r.producer) for r in self.rows] + [8])
-        lines = [f"{'BN layer':<{w1}} {'producer':<{w2}} {'kept':>7} {'total':>7} {'kept%':>7}"]
+        extra = (lambda r: f"  {r.frozen_by}") if self.frozen else (lambda r: "")
+        head = "  frozen by" if self.frozen else ""
+        lines = [f"{'BN layer':<{w1}} {'producer':<{w2}} {'kept':>7} {'total':>7} {'kept%':>7}"
+                 f"{head}"]
         lines += [f"{r.key:<{w1}} {r.producer:<{w2}} {r.kept:>7} {r.total:>7} "
-                  f"{100 * r.fraction:>6.1f}%" for r in self.rows]
+                  f"{100 * r.fraction:>6.1f}%{extra(r)}" for r in self.rows]
         lines.append(f"{'total':<{w1}} {'':<{w2}} {self.kept:>7} {self.total:>7} "
                      f"{100 * self.fraction:>6.1f}%")
         return "\n".join(lines)
@@ -92,6 +109,24 @@ def _kept(masks, key, channels) -> int:
     return int(np.count_nonzero(mask))
 
 
+def _frozen_by(model, masks) -> Dict[str, str]:
+    """{BN key: names of the barrier layers that keep its dropped channels}."""
+    if not masks or not graph.is_functional(model):
+        return {}
+    try:
+        plan = channel_plan.analyze(model, {k: np.asarray(v, bool) for k, v in masks.items()},
+                                    "eb_tf.summary")
+    except ValueError:
+        return {}          # prune will say why; the table itself needs no plan
+    out: Dict[str, List[str]] = {}
+    for index, keys in barriers.overridden(plan).items():
+        name = plan.graph.ops[index].layer.name
+        for key in keys:
+            if name not in out.setdefault(key, []):
+                out[key].append(name)
+    return {k: ",".join(v) for k, v in out.items()}
+
+
 def summary(model, masks: Optional[Mapping[str, np.ndarray]] = None,
             print_fn: Optional[Callable[[str], None]] = print) -> ChannelSummary:
     """Per BN layer, how many channels `masks` keeps; printed and returned.
@@ -103,8 +138,9 @@ def summary(model, masks: Optional[Mapping[str, np.ndarray]] = None,
       print_fn: called once with the table text; None to print nothing.
 
     Returns:
-      A `ChannelSummary`: `.rows` (key, producer, kept, total, `.fraction`),
-      `.kept`, `.total`, `.fraction` over all BN channels, `.as_dicts()`.
+      A `ChannelSummary`: `.rows` (key, producer, kept, total, frozen_by,
+      `.fraction`), `.kept`, `.total`, `.fraction` over all BN channels, `.frozen`
+      (the rows a barrier keeps whole in `eb_tf.prune`), `.as_dicts()`.
 
     Raises:
       ValueError: for a mask key that is no candidate BN layer of `model` (the valid
@@ -123,8 +159,9 @@ def summary(model, masks: Optional[Mapping[str, np.ndarray]] = None,
     if unknown:
         raise ValueError(f"eb_tf.summary: masks has keys {unknown} that are no candidate BN layer "
                          f"of model {model.name!r}; valid keys: {[r.key for r in refs][:20]}.")
+    frozen = _frozen_by(model, masks)
     rows = tuple(ChannelRow(r.key, _producer(r), _kept(masks, r.key, int(r.gamma.shape[0])),
-                            int(r.gamma.shape[0])) for r in refs)
+                            int(r.gamma.shape[0]), frozen.get(r.key, "")) for r in refs)
     result = ChannelSummary(rows)
     if print_fn is not None:
         print_fn(result.table())

@@ -2,8 +2,10 @@
 
 Nested functional models (a keras.applications backbone inside a model) are inlined:
 an inner model's input tensors are the outer tensors that feed it, so a channel space
-can cross model boundaries. The pruner's channel pass runs on this flat view and the
-rebuild walks the same nodes again, model by model.
+can cross model boundaries. A nested model called more than once (a shared tower) is
+one op instead, whose layer is that model (the pruner keeps it whole). The pruner's
+channel pass runs on this flat view and the rebuild walks the same nodes again, model
+by model.
 
 Example:
 
@@ -17,7 +19,8 @@ from typing import Dict, List, Optional, Tuple
 
 from eb_tf.compat import check_tf_keras_model, keras, tf
 
-__all__ = ["Op", "TensorInfo", "Graph", "build", "model_nodes", "is_functional"]
+__all__ = ["Op", "TensorInfo", "Graph", "build", "model_nodes", "is_functional",
+           "call_arguments"]
 
 
 @dataclasses.dataclass
@@ -40,7 +43,7 @@ class TensorInfo:
 
 @dataclasses.dataclass
 class Op:
-    """One call of a (non-model) layer: `outputs = layer(inputs)`."""
+    """One call of a layer (or of a nested model called more than once)."""
     index: int
     layer: keras.layers.Layer
     node: object                            # the tf_keras Node of this call
@@ -92,6 +95,24 @@ def model_nodes(model) -> list:
     return nodes
 
 
+def call_arguments(node, inputs):
+    """(args, kwargs) of the call behind `node`, its KerasTensors replaced by `inputs`
+    (in `node.keras_inputs` order); other arguments (constants, flags) are kept."""
+    per_id = {}
+    for (kt_id, _), y in zip(node._keras_inputs_ids_and_indices, inputs):  # pylint: disable=protected-access
+        per_id.setdefault(kt_id, []).append(y)
+    return node.map_arguments({k: list(reversed(v)) for k, v in per_id.items()})
+
+
+def _count_calls(model, counts):
+    for node in model_nodes(model):
+        if isinstance(node.layer, keras.Model):
+            counts[id(node.layer)] = counts.get(id(node.layer), 0) + 1
+            if counts[id(node.layer)] == 1:
+                _count_calls(node.layer, counts)
+    return counts
+
+
 def _require_functional(model, where, inner=False):
     if is_functional(model):
         return
@@ -107,23 +128,23 @@ def build(model, where: str = "eb_tf.pruning.graph.build") -> Graph:
     """The flat graph of `model`.
 
     Args:
-      model: a functional or Sequential tf_keras model; nested functional models are
-        inlined (each may be called once).
+      model: a functional or Sequential tf_keras model; nested functional models
+        called once are inlined, those called more often are one op each.
       where: the public function's name for error messages.
 
     Returns:
       A `Graph` whose `ops` are in topological order.
 
     Raises:
-      ValueError: for a subclassed model, a nested model called more than once, or a
-        nested model whose inputs do not match its call.
+      ValueError: for a subclassed model, or a nested model whose inputs do not match
+        its call.
     """
     check_tf_keras_model(model, where)
     _require_functional(model, where)
     g = Graph(model)
     for kt in model.inputs:
         g.inputs.append(g._tensor(kt, is_input=True))  # pylint: disable=protected-access
-    _walk(g, model, (), where, set())
+    _walk(g, model, (), where, _count_calls(model, {}))
     for kt in model.outputs:
         k = g.key(kt)
         g.tensors[k].is_output = True
@@ -131,24 +152,19 @@ def build(model, where: str = "eb_tf.pruning.graph.build") -> Graph:
     return g
 
 
-def _walk(g: Graph, model, path, where, seen):
+def _walk(g: Graph, model, path, where, counts):
     for node in model_nodes(model):
         layer = node.layer
         in_keys = [g.key(kt) for kt in node.keras_inputs]
-        if isinstance(layer, keras.Model):
+        if isinstance(layer, keras.Model) and counts[id(layer)] == 1:
             _require_functional(layer, where, inner=True)
-            if id(layer) in seen:
-                raise ValueError(
-                    f"{where}: nested model {layer.name!r} is called more than once; only "
-                    "nested models called once are supported (share its layers instead).")
-            seen.add(id(layer))
             if len(layer.inputs) != len(in_keys):
                 raise ValueError(
                     f"{where}: nested model {layer.name!r} has {len(layer.inputs)} inputs but "
                     f"is called on {len(in_keys)} tensors.")
             for kt, k in zip(layer.inputs, in_keys):
                 g.alias[id(kt)] = k
-            _walk(g, layer, path + (layer.name,), where, seen)
+            _walk(g, layer, path + (layer.name,), where, counts)
             for kt_out, kt_in in zip(tf.nest.flatten(node.outputs), layer.outputs):
                 g.alias[id(kt_out)] = g.key(kt_in)
             continue

@@ -10,31 +10,40 @@ and config when channels go:
 - `join`: elementwise over inputs of one layout (Add, Multiply, ..., Concatenate on a
   non-channel axis); `concat`: Concatenate on the channel axis (offsets);
 - `flatten`: Flatten (channel c -> units (s, c)); `select`: `ChannelSelect`;
-- `barrier`: reads all channels and keeps its width (softmax, LayerNormalization).
+- `barrier`: reads all channels and keeps its width (softmax, LayerNormalization, and
+  every layer the pruner cannot map: see `eb_tf.pruning.dispatch`).
 
-Unknown layers raise a ValueError naming the layer, its class and the supported types;
-`register(cls, handler)` adds a type.
+Grouped convolutions are producers with `groups=True` (equal channels per group), or,
+with one channel per group, unary (depthwise). `eb_tf.pruning.dispatch.resolve` picks
+the handler of one layer call; `register(cls, handler)` adds a type (exact class).
 
-Example:
+Example: a custom per-channel layer, y = x * scale (one weight per channel):
 
     from eb_tf.pruning import handlers
-    h = handlers.resolve(op, graph)        # raises for unsupported layers
-    new_w = handlers.slice_weights(h, layer, weights, p_in, a_out, channels)
+
+    class ChannelScale(keras.layers.Layer):
+        def build(self, shape):
+            self.scale = self.add_weight("scale", shape=(shape[-1],), initializer="ones")
+        def call(self, x):
+            return x * self.scale
+
+    handlers.register(ChannelScale, handlers.Handler(
+        "unary", channel_weights=(("scale", 0),), stateful=True))
+    # eb_tf.prune now slices `scale` with the channels it keeps.
 """
 import dataclasses
 from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from eb_tf.compat import BatchNormalizationBase, keras
+from eb_tf.compat import BatchNormalizationBase, CustomScaleLayer, keras
 from eb_tf.pruning.channel_select import ChannelSelect
 
-__all__ = ["Handler", "REGISTRY", "register", "resolve", "supported_types", "slice_weights",
-           "new_config", "weight_name"]
+__all__ = ["Handler", "REGISTRY", "KINDS", "register", "supported_types", "slice_weights",
+           "new_config", "weight_name", "BARRIER", "JOIN", "GROUPED_CONV", "DEPTHWISE_CONV"]
 
 L = keras.layers
 KINDS = ("unary", "producer", "join", "concat", "flatten", "select", "barrier")
-_SOFTMAX = ("softmax", "log_softmax")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +61,12 @@ class Handler:
         (no padding ever reads it: Dense, 1x1 convolutions).
       stateful: whether the weights/config depend on the channels (shared calls must
         then agree).
+      channel_config: unary: config keys that may hold one value per channel (sliced
+        when they do: Rescaling's scale/offset, Normalization's mean/variance).
+      width_keys: unary: config keys set to the new width (a depthwise-like grouped
+        Conv's filters and groups).
+      groups: producer: a grouped convolution, which keeps as many channels in every
+        group, on its input and its output.
     """
     kind: str
     channel_weights: Tuple[Tuple[str, int], ...] = ()
@@ -61,6 +76,9 @@ class Handler:
     const: str = "eval"
     foldable: Callable = lambda layer: False
     stateful: bool = False
+    channel_config: Tuple[str, ...] = ()
+    width_keys: Tuple[str, ...] = ()
+    groups: bool = False
 
 
 REGISTRY: Dict[type, Handler] = {}
@@ -75,7 +93,8 @@ def register(layer_cls: type, handler: Handler) -> None:
 
 def supported_types() -> str:
     """The supported layer class names, sorted, comma separated."""
-    return ", ".join(sorted({c.__name__ for c in REGISTRY} | {"Model (nested functional)"}))
+    extra = {"Model (nested functional)", "TFOpLambda (elementwise ops)", "Conv (groups)"}
+    return ", ".join(sorted({c.__name__ for c in REGISTRY} | extra))
 
 
 def _same(*classes):
@@ -127,78 +146,25 @@ for _c in (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum):
 register(L.Concatenate, Handler("concat"))
 register(L.Flatten, Handler("flatten"))
 register(ChannelSelect, Handler("select", stateful=True))
+register(CustomScaleLayer, Handler("join"))          # x + scale * branch
+register(L.Rescaling, Handler("unary", channel_config=("scale", "offset"), stateful=True))
+register(L.Normalization, Handler("unary", channel_weights=(("mean", -1), ("variance", -1)),
+                                  channel_config=("mean", "variance"), stateful=True))
 for _c in (L.Softmax, L.LayerNormalization, L.UnitNormalization):
     register(_c, Handler("barrier"))
-_BARRIER = Handler("barrier")
-_JOIN = Handler("join")
+BARRIER = Handler("barrier")
+JOIN = Handler("join")
+# A grouped Conv: one channel per group (in = groups = filters) is a depthwise conv.
+GROUPED_CONV = Handler("producer", in_weights=(("kernel", -2),),
+                       out_weights=(("kernel", -1), ("bias", 0)), width_key="filters",
+                       stateful=True, groups=True)
+DEPTHWISE_CONV = Handler("unary", channel_weights=(("kernel", -1), ("bias", 0)),
+                         width_keys=("filters", "groups"), stateful=True)
 
 
 def weight_name(variable) -> str:
     """The short name of a layer weight: `conv/kernel:0` -> `kernel`."""
     return variable.name.split("/")[-1].split(":")[0]
-
-
-def _unsupported(layer, why: str, where: str):
-    return ValueError(
-        f"{where}: layer {layer.name!r} ({type(layer).__name__}) {why}")
-
-
-def resolve(op, graph, where: str = "eb_tf.prune") -> Handler:
-    """The handler for one layer call, after checking that the pruner supports it.
-
-    Raises:
-      ValueError: naming the layer and its class, for an unknown layer type (with the
-        supported types), channels_first data, grouped convolutions, a depth multiplier
-        other than 1, a BN over a non-last axis, or a Reshape that mixes channels.
-    """
-    layer = op.layer
-    handler = REGISTRY.get(type(layer))
-    if handler is None:
-        hint = (" Strip tfmot wrappers first (eb_tf.strip_quantization)."
-                if isinstance(layer, keras.layers.Wrapper) else "")
-        raise _unsupported(layer, "is not supported by the pruner: it cannot tell how the "
-                           f"layer maps channels.{hint} Supported: {supported_types()}; "
-                           "add others with eb_tf.pruning.handlers.register.", where)
-    if len(op.outputs) != 1 or (handler.kind not in ("join", "concat") and len(op.inputs) != 1):
-        raise _unsupported(layer, f"is called on {len(op.inputs)} tensors with "
-                           f"{len(op.outputs)} outputs; supported: one input (two or more "
-                           "for merge layers) and one output.", where)
-    shapes = [graph.tensors[k].shape for k in op.inputs + op.outputs]
-    if any(s.rank is None or s.rank < 2 or s[-1] is None for s in shapes):
-        raise _unsupported(layer, f"has tensors of unknown rank/channels {shapes}; the "
-                           "pruner needs static channel counts on the last axis.", where)
-    if getattr(layer, "data_format", "channels_last") != "channels_last":
-        raise _unsupported(layer, "uses data_format='channels_first'; the pruner supports "
-                           "data_format='channels_last' only.", where)
-    if getattr(layer, "groups", 1) != 1:
-        raise _unsupported(layer, f"is a grouped convolution (groups={layer.groups}); "
-                           "supported: groups=1.", where)
-    if handler.kind == "unary" and getattr(layer, "depth_multiplier", 1) != 1:
-        raise _unsupported(layer, f"has depth_multiplier={layer.depth_multiplier}; "
-                           "supported: depth_multiplier=1.", where)
-    rank = shapes[0].rank
-    if isinstance(layer, BatchNormalizationBase) and list(layer.axis) != [rank - 1]:
-        raise _unsupported(layer, f"normalises axis {list(layer.axis)}; supported: the "
-                           f"last axis ({rank - 1}).", where)
-    if isinstance(layer, L.Reshape) and shapes[0][-1] != shapes[-1][-1]:
-        raise _unsupported(layer, f"mixes channels (last axis {shapes[0][-1]} -> "
-                           f"{shapes[-1][-1]}); supported: Reshapes keeping the last axis, "
-                           "or Flatten.", where)
-    if isinstance(layer, L.Activation) and getattr(layer.activation, "__name__", "") in _SOFTMAX:
-        return _BARRIER
-    if isinstance(layer, L.Concatenate) and layer.axis % rank != rank - 1:
-        return _JOIN
-    if isinstance(layer, (L.LayerNormalization, L.UnitNormalization)):
-        axes = np.atleast_1d(layer.axis) % rank
-        if list(axes) != [rank - 1]:
-            raise _unsupported(layer, f"normalises axes {list(axes)}; supported: the last "
-                               "axis only.", where)
-    if handler.kind == "join":
-        channels = [s[-1] for s in shapes]
-        if any(c not in (1, channels[-1]) for c in channels[:-1]):
-            raise _unsupported(layer, f"joins tensors of {channels[:-1]} channels; "
-                               "supported: equal channel counts (or 1, broadcast).", where)
-    return handler
 
 
 def _take(array, index, axis):
@@ -235,6 +201,8 @@ def slice_weights(handler: Handler, layer, weights: Dict[str, np.ndarray], p_in,
         flat = kernel.reshape(-1, kernel.shape[-2], kernel.shape[-1]).sum(axis=0)
         bias = fold.astype(np.float64) @ flat.astype(np.float64)
         out["bias"] = (out.get("bias", 0.0) + bias).astype(kernel.dtype)
+    if handler.groups:
+        return _slice_grouped(layer, out, p_in, a_out, channels)
     for name, axis in handler.in_weights:
         out[name] = _take(out[name], p_in, axis)
     if "pointwise_kernel" in out:
@@ -247,9 +215,45 @@ def slice_weights(handler: Handler, layer, weights: Dict[str, np.ndarray], p_in,
     return out
 
 
-def new_config(handler: Handler, layer, p_in, a_out, select=None, fold_bias=False) -> dict:
-    """The layer's config for the pruned widths (`select`: new ChannelSelect indices)."""
+def _slice_grouped(layer, out, p_in, a_out, channels):
+    """A grouped conv's kernel (k..., C/G, F) for kept inputs p_in and outputs a_out."""
+    groups, kernel = layer.groups, out["kernel"]
+    c_g, f_g = channels // groups, kernel.shape[-1] // groups
+    p_in, a_out = np.asarray(p_in), np.asarray(a_out)
+    blocks = []
+    for g in range(groups):
+        rows = p_in[(p_in >= g * c_g) & (p_in < (g + 1) * c_g)] - g * c_g
+        cols = a_out[(a_out >= g * f_g) & (a_out < (g + 1) * f_g)]
+        blocks.append(_take(_take(kernel, rows, -2), cols, -1))
+    if len({b.shape[-2] for b in blocks}) != 1 or len({b.shape[-1] for b in blocks}) != 1:
+        raise RuntimeError(f"internal error: grouped conv {layer.name!r} keeps unequal "
+                           "groups")
+    out["kernel"] = np.concatenate(blocks, axis=-1)
+    if "bias" in out:
+        out["bias"] = _take(out["bias"], a_out, 0)
+    return out
+
+
+def _slice_config_value(value, p_in, channels):
+    if value is None or np.ndim(value) == 0 or channels <= 1:
+        return value
+    array = np.asarray(value)
+    if array.shape[-1] != channels:
+        return value
+    return _take(array, p_in, -1).tolist()
+
+
+def new_config(handler: Handler, layer, p_in, a_out, select=None, fold_bias=False,
+               channels: Optional[int] = None) -> dict:
+    """The layer's config for the pruned widths (`select`: new ChannelSelect indices;
+    `channels`: the original input width, for per-channel config values)."""
     config = layer.get_config()
+    if handler.kind == "unary":
+        for key in handler.width_keys:
+            config[key] = int(len(p_in))
+        for key in handler.channel_config:
+            if key in config and channels is not None:
+                config[key] = _slice_config_value(config[key], p_in, channels)
     if handler.kind == "producer":
         config[handler.width_key] = int(len(a_out))
         if fold_bias:

@@ -4,94 +4,62 @@
 needed positions and kept identities (a monotone fixed point), `physical` fixes every
 tensor's physical channels and each consumer's input channels, `signal` finds which
 channels still carry the input's signal (a masked BN channel is a constant and cuts
-the paths through it). All work on a `channel_plan.Plan`.
+the paths through it). A grouped conv keeps as many channels in every group, on its
+input and its output (the extra ones by |gamma|, `Plan.scores`); a barrier needs every
+channel of its inputs and makes new spaces of its outputs. All work on a
+`channel_plan.Plan`.
 """
 from typing import AbstractSet, Dict
 
 import numpy as np
 
-from eb_tf.compat import keras
+from eb_tf.pruning import constants, dispatch
 
-__all__ = ["forward", "solve", "physical", "signal"]
-L = keras.layers
-_UNKNOWN_DIM = 16          # spatial size used to evaluate layers on constant inputs
+__all__ = ["forward", "solve", "physical", "signal", "group_slices"]
 _MAX_ROUNDS = 64
 
 
-def _nan(n):
-    return np.full(n, np.nan)
+def group_slices(op, n: int):
+    """The per-group position slices of a grouped conv's `n` input or output channels."""
+    groups = op.layer.groups
+    return [slice(g * n // groups, (g + 1) * n // groups) for g in range(groups)]
 
 
-def _evaluate(plan, op, in_vals) -> np.ndarray:
-    """Per output channel: the value if the layer maps these constants to a spatially
-    uniform constant, NaN otherwise (variable channels are filled with 0)."""
-    xs = []
-    for key, v in zip(op.inputs, in_vals):
-        dims = [1] + [_UNKNOWN_DIM if d is None else d for d in plan.graph.tensors[key].shape[1:]]
-        xs.append(np.broadcast_to(np.where(np.isfinite(v), v, 0.0), dims).astype(np.float32))
-    kwargs = {"training": False} if getattr(op.layer, "_expects_training_arg", False) else {}
-    y = op.layer(xs[0] if len(xs) == 1 else xs, **kwargs)
-    y = np.asarray(y, dtype=np.float64).reshape(-1, plan.channels(op.outputs[0]))
-    lo, hi = y.min(axis=0), y.max(axis=0)
-    uniform = (hi - lo) <= 1e-6 * np.maximum(1.0, np.abs(hi))
-    return np.where(uniform & np.isfinite(hi), (lo + hi) / 2, np.nan)
-
-
-def _unary_vals(plan, op, h, v):
-    if h.const == "same":
-        return v.copy()
-    if h.const == "bn":
-        w, n = plan.weights(op.layer), v.size
-        gamma, beta = w.get("gamma", np.ones(n)), w.get("beta", np.zeros(n))
-        scale = gamma / np.sqrt(w["moving_variance"].astype(np.float64) + op.layer.epsilon)
-        return np.where(gamma == 0, beta, (v - w["moving_mean"]) * scale + beta)
-    if not np.isfinite(v).any():
-        return _nan(v.size)
-    return np.where(np.isfinite(v), _evaluate(plan, op, [v]), np.nan)
-
-
-def _join_vals(layer, vs):
-    vs = np.stack(vs)
-    if isinstance(layer, L.Add):
-        return vs.sum(axis=0)
-    if isinstance(layer, L.Subtract):
-        return vs[0] - vs[1]
-    if isinstance(layer, L.Multiply):
-        return np.where((vs == 0).any(axis=0), 0.0, vs.prod(axis=0))
-    if isinstance(layer, L.Average):
-        return vs.mean(axis=0)
-    if isinstance(layer, L.Maximum):
-        return vs.max(axis=0)
-    if isinstance(layer, L.Minimum):
-        return vs.min(axis=0)
-    same = np.all(vs == vs[0], axis=0)          # Concatenate on a non-channel axis
-    return np.where(same, vs[0], np.nan)
+def _equalize(need, score, slices):
+    """Adds positions (highest `score` first) until every group holds as many, >= 1."""
+    need = need.copy()
+    k = max(1, max(int(need[s].sum()) for s in slices))
+    for s in slices:
+        idle = np.flatnonzero(~need[s])
+        order = idle[np.argsort(-score[s][idle], kind="stable")]
+        need[np.arange(need.size)[s][order[:k - int(need[s].sum())]]] = True
+    return need
 
 
 def forward(plan) -> None:
     """Channel identities (`plan.ids`) and constants (`plan.vals`, NaN = variable)."""
     g, uf, producer_ids = plan.graph, plan.uf, {}
     for t in g.inputs:
-        plan.ids[t], plan.vals[t] = uf.fresh(plan.channels(t)), _nan(plan.channels(t))
+        plan.ids[t], plan.vals[t] = uf.fresh(plan.channels(t)), constants.nan(plan.channels(t))
     for op, h in zip(g.ops, plan.handlers):
         ids = [plan.ids[t] for t in op.inputs]
         vals = [plan.vals[t] for t in op.inputs]
         out = op.outputs[0]
         n_out = plan.channels(out)
         if h.kind == "unary":
-            new_ids, new_vals = ids[0], _unary_vals(plan, op, h, vals[0])
+            new_ids, new_vals = ids[0], constants.unary(plan, op, h, vals[0])
         elif h.kind == "producer":
             if id(op.layer) not in producer_ids:
                 producer_ids[id(op.layer)] = uf.fresh(n_out)
             new_ids = producer_ids[id(op.layer)]
-            new_vals = (_evaluate(plan, op, vals) if all(np.isfinite(v).all() for v in vals)
-                        else _nan(n_out))
+            new_vals = (constants.evaluate(plan, op, vals) if all(np.isfinite(v).all() for v in vals)
+                        else constants.nan(n_out))
         elif h.kind == "join":
             full = [i for i, t in enumerate(op.inputs) if plan.channels(t) == n_out]
             for i in full[1:]:
                 uf.union(ids[full[0]], ids[i])
             new_ids = ids[full[0]]
-            new_vals = _join_vals(op.layer, [np.broadcast_to(v, n_out) for v in vals])
+            new_vals = constants.join(plan, op, [np.broadcast_to(v, n_out) for v in vals])
         elif h.kind == "concat":
             new_ids, new_vals = np.concatenate(ids), np.concatenate(vals)
         elif h.kind == "flatten":
@@ -100,8 +68,10 @@ def forward(plan) -> None:
         elif h.kind == "select":
             idx = np.asarray(op.layer.indices)
             new_ids, new_vals = ids[0][idx], vals[0][idx]
-        else:   # barrier
-            new_ids, new_vals = uf.fresh(n_out), _nan(n_out)
+        else:   # barrier: every output a new space
+            for t in op.outputs[1:]:
+                plan.ids[t], plan.vals[t] = uf.fresh(plan.channels(t)), constants.nan(plan.channels(t))
+            new_ids, new_vals = uf.fresh(n_out), constants.nan(n_out)
         plan.ids[out], plan.vals[out] = new_ids, np.asarray(new_vals, dtype=np.float64)
 
 
@@ -115,11 +85,13 @@ def _back(plan, op, h, r_out, v_out, kept):
             v &= gamma != 0                  # a zero-gamma BN channel ignores its input
         return [(r_out.copy(), v)]
     if h.kind == "producer":
-        if not v_out.any():
-            return [(np.zeros(n_in[0], bool), np.zeros(n_in[0], bool))]
         vin = plan.vals[op.inputs[0]]
         fold = h.foldable(op.layer) and not plan.shared(op)
         need = np.isnan(vin) | ((vin != 0) & (not fold))
+        if not v_out.any():                  # nobody reads it: its minimum
+            need = np.zeros(n_in[0], bool)
+        if h.groups:                         # as many input channels in every group
+            need = _equalize(need, plan.scores(op.inputs[0]), group_slices(op, need.size))
         return [(need, need.copy())]
     if h.kind == "join":
         full = kept[plan.roots(op.outputs[0])] | r_out
@@ -130,7 +102,7 @@ def _back(plan, op, h, r_out, v_out, kept):
                 res.append((np.ones(1, bool), np.array([v_out.any()])))
                 continue
             v = v_out.copy()
-            if isinstance(op.layer, L.Multiply):
+            if dispatch.join_op(op.layer) == "multiply":
                 for j, other in enumerate(vals):
                     if j != i:
                         v &= other != 0
@@ -148,7 +120,7 @@ def _back(plan, op, h, r_out, v_out, kept):
         np.logical_or.at(r, idx, r_out if r_out.any() else np.arange(idx.size) == 0)
         np.logical_or.at(v, idx, v_out)
         return [(r, v)]
-    return [(np.ones(n_in[0], bool), np.ones(n_in[0], bool))]   # barrier
+    return [(np.ones(n, bool), np.ones(n, bool)) for n in n_in]   # barrier
 
 
 def _reverse(plan, kept, acc):
@@ -193,6 +165,9 @@ def solve(plan) -> None:
         for op, h in zip(g.ops, plan.handlers):
             if h.kind in ("producer", "join"):
                 roots = plan.roots(op.outputs[0])
+                if h.groups:                 # as many channels in every output group
+                    score = plan.scores(op.outputs[0])
+                    new[roots] = _equalize(new[roots], score, group_slices(op, roots.size))
                 if not new[roots].any():
                     new[roots[0]] = True     # never remove the last channel of a space
         if not changed and np.array_equal(new, kept):
@@ -237,6 +212,8 @@ def physical(plan) -> None:
             phys = phys if phys.size else np.arange(1)
         else:
             phys = np.arange(n_out)
+            for t in op.outputs[1:]:
+                plan.phys[t] = np.arange(plan.channels(t))
         plan.phys[out] = phys
     for t in g.outputs:
         if plan.phys[t].size != plan.channels(t):
@@ -275,12 +252,20 @@ def signal(plan, open_keys: AbstractSet[str] = frozenset()) -> Dict[int, np.ndar
             key = plan.bn_key.get(id(op.layer))
             if h.const == "bn" and key in plan.masks and key not in open_keys:
                 s &= plan.masks[key]
-        elif h.kind in ("producer", "barrier"):
+        elif h.groups:
+            s = np.zeros(n_out, bool)
+            for i, o in zip(group_slices(op, ins[0].size), group_slices(op, n_out)):
+                s[o] = ins[0][i].any()
+        elif h.kind == "producer":
             s = np.full(n_out, bool(ins[0].any()))
+        elif h.kind == "barrier":
+            s = np.full(n_out, any(bool(x.any()) for x in ins))
+            for t in op.outputs[1:]:
+                sig[t] = np.full(plan.channels(t), s.any())
         elif h.kind == "join":
             members = [np.broadcast_to(s, n_out) for s in ins]
             s = np.logical_or.reduce(members)
-            if isinstance(op.layer, L.Multiply):
+            if dispatch.join_op(op.layer) == "multiply":
                 for t, live in zip(op.inputs, members):
                     s &= live | (np.broadcast_to(plan.vals[t], n_out) != 0)
         elif h.kind == "concat":

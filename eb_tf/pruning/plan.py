@@ -32,6 +32,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
+from eb_tf.pruning import dispatch
 from eb_tf.pruning import graph as graph_lib
 from eb_tf.pruning import handlers as layer_handlers
 from eb_tf.pruning import passes as channel_passes
@@ -116,7 +117,9 @@ class Plan:
     phys: Dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
     p_in: Dict[Tuple[int, int], np.ndarray] = dataclasses.field(default_factory=dict)
     signal: Dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
+    frozen: Dict[int, str] = dataclasses.field(default_factory=dict)   # op index -> why
     _weights: Dict[int, dict] = dataclasses.field(default_factory=dict)
+    _id_score: np.ndarray = None
 
     def weights(self, layer) -> Dict[str, np.ndarray]:
         """{short name: array} of a layer, with the masks applied to BN gamma and beta."""
@@ -131,7 +134,24 @@ class Plan:
         return self._weights[id(layer)]
 
     def channels(self, key: int) -> int:
-        return int(self.graph.tensors[key].channels)
+        """The tensor's channel count (1 for a tensor of unknown channels: an opaque
+        value that only barriers touch)."""
+        channels = self.graph.tensors[key].channels
+        return 1 if channels is None else int(channels)
+
+    def scores(self, key: int) -> np.ndarray:
+        """Per position of a tensor, the |gamma| before masking of the BN that
+        normalises its channel space (0 where none): which channels to keep first when
+        a grouped conv needs more than the masks keep."""
+        if self._id_score is None:
+            self._id_score = np.zeros(self.uf.parent.size)
+            for op, h in zip(self.graph.ops, self.handlers):
+                gamma = getattr(op.layer, "gamma", None) if h.const == "bn" else None
+                if gamma is not None and op.outputs[0] in self.ids:
+                    roots = self.roots(op.outputs[0])
+                    self._id_score[roots] = np.maximum(self._id_score[roots],
+                                                       np.abs(gamma.numpy()))
+        return self._id_score[self.roots(key)]
 
     def roots(self, key: int) -> np.ndarray:
         """The channel-space identity of each position of a tensor."""
@@ -162,17 +182,37 @@ class Plan:
         return np.where(dropped & np.isfinite(vin) & (vin != 0), vin, 0.0)
 
 
-def analyze(model, masks, where: str = "eb_tf.prune") -> Plan:
-    """Runs the three passes on `model` under `masks`; see the module docstring.
+UNKNOWN = ("barrier", "error")
+
+
+def analyze(model, masks, where: str = "eb_tf.prune", unknown: str = "barrier") -> Plan:
+    """Runs the passes on `model` under `masks`; see the module docstring.
+
+    Args:
+      model: a functional or Sequential tf_keras model.
+      masks: {BN key: bool array}.
+      where: the public function's name, for messages.
+      unknown: "barrier": a layer the pruner cannot map becomes a barrier (its spaces
+        keep their channels; `Plan.frozen` says why); "error": it is a ValueError.
 
     Raises:
-      ValueError: for invalid masks, unsupported layers or graphs (see
-        `layer_handlers.resolve` and `graph.build`).
+      ValueError: for invalid masks or graphs (see `graph.build`), a bad `unknown`, or
+        with `unknown="error"` a layer the pruner cannot map (`dispatch.resolve`).
     """
+    if unknown not in UNKNOWN:
+        raise ValueError(f"{where}: unknown={unknown!r} must be one of {UNKNOWN}")
     g = graph_lib.build(model, where)
-    handlers = [layer_handlers.resolve(op, g, where) for op in g.ops]
+    handlers, frozen = [], {}
+    for op in g.ops:
+        try:
+            handlers.append(dispatch.resolve(op, g, where))
+        except dispatch.UnmappedLayerError as e:
+            if unknown == "error":
+                raise
+            handlers.append(layer_handlers.BARRIER)
+            frozen[op.index] = e.reason
     masks, bn_key = check_masks(model, masks, where)
-    plan = Plan(g, handlers, masks, bn_key)
+    plan = Plan(g, handlers, masks, bn_key, frozen=frozen)
     channel_passes.forward(plan)
     channel_passes.solve(plan)
     channel_passes.physical(plan)

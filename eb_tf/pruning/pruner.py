@@ -16,8 +16,16 @@ with a warning. `prune` never edits the masks it is given, so `min_channels` is 
 applied there: it belongs to the functions that draw masks (`eb_tf.channel_masks`,
 `EarlyBird`), which guarantee it.
 
+A layer the pruner cannot map (a `Lambda`, a custom layer, a channel shuffle, a nested
+model called twice) is a *barrier*: the channel spaces it reads keep every channel,
+its outputs keep their widths, the rest of the model is pruned, and one `UserWarning`
+names each such layer and the masks it kept from being applied physically (the
+values stay masked, so the result is still exact). `prune(..., unknown="error")`
+refuses such layers instead.
+
 Which channels die, and where a gather (`ChannelSelect`) is needed, is decided by
-`eb_tf.pruning.plan`; how each layer type is sliced by `eb_tf.pruning.handlers`.
+`eb_tf.pruning.plan`; which handler a layer gets by `eb_tf.pruning.dispatch`; how each
+layer type is sliced by `eb_tf.pruning.handlers`.
 
 Example:
 
@@ -32,7 +40,7 @@ from typing import Dict
 import numpy as np
 
 from eb_tf.compat import check_tf_keras_model, keras, tf
-from eb_tf.pruning import graph, handlers, liveness
+from eb_tf.pruning import barriers, dispatch, graph, handlers, liveness
 from eb_tf.pruning import plan as channel_plan
 from eb_tf.pruning.channel_select import ChannelSelect
 from eb_tf.sparsity import batchnorm
@@ -77,7 +85,7 @@ def apply_masks(model, masks: Dict[str, np.ndarray]):
     return clone
 
 
-def prune(model, masks: Dict[str, np.ndarray]):
+def prune(model, masks: Dict[str, np.ndarray], unknown: str = "barrier"):
     """A new functional model with the channels that `masks` make dead removed.
 
     A channel is removed where it is zero for every consumer; where some consumers
@@ -102,6 +110,9 @@ def prune(model, masks: Dict[str, np.ndarray]):
       model: a functional or Sequential tf_keras model; nested functional models
         (e.g. a keras.applications backbone) and several inputs/outputs are supported.
       masks: {BN key: bool array, True = keep}, as from `eb_tf.channel_masks`.
+      unknown: what a layer the pruner cannot map becomes: "barrier" (the default; its
+        spaces keep their channels, with a warning) or "error" (a ValueError, as
+        before 0.3).
 
     Returns:
       An uncompiled functional model whose inference output equals
@@ -117,14 +128,22 @@ def prune(model, masks: Dict[str, np.ndarray]):
     Raises:
       ValueError: for invalid masks, masks that make an output independent of the
         input ("... independent of its input (a constant): the signal dies at BN 'bn0'
-        (its mask keeps 0 of 8 channels) ..."), a subclassed model, or a layer the
-        pruner does not support (named with its class and the supported types);
-        nothing is built then.
+        (its mask keeps 0 of 8 channels) ..."), a subclassed model, a model without
+        BatchNormalization (nothing to prune), a tfmot-wrapped model, or with
+        `unknown="error"` a layer the pruner cannot map (named with its class and the
+        supported types); nothing is built then.
     """
     where = "eb_tf.prune"
     check_tf_keras_model(model, where)
-    plan = channel_plan.analyze(model, masks, where)
+    if not batchnorm.bn_layers(model, include_frozen=True, where=where):
+        raise ValueError(f"{where}: model {model.name!r} has no BatchNormalization layer, "
+                         "so there is nothing to prune: masks are drawn from BN gammas. "
+                         "Add BatchNormalization after the convolutions to search it.")
+    plan = channel_plan.analyze(model, masks, where, unknown=unknown)
     for note in liveness.check_signal(plan, where):
+        warnings.warn(note, stacklevel=2)
+    note = barriers.note(plan, where)
+    if note:
         warnings.warn(note, stacklevel=2)
     return _Rebuilder(plan).build()
 
@@ -139,7 +158,9 @@ class _Rebuilder:
     def build(self):
         model = self._model(self.g.model, top=True)
         for layer, weights in self.assign:
-            layer.set_weights([weights[handlers.weight_name(v)] for v in layer.weights])
+            if isinstance(weights, dict):
+                weights = [weights[handlers.weight_name(v)] for v in layer.weights]
+            layer.set_weights(weights)
         return model
 
     def _model(self, m, top=False):
@@ -155,7 +176,7 @@ class _Rebuilder:
             new_inputs.append(inp)
             lookup[key] = inp
         for node in graph.model_nodes(m):
-            if isinstance(node.layer, keras.Model):
+            if id(node) not in self.g.op_of_node:         # a nested model, inlined
                 inner = self._model(node.layer)
                 inner.trainable = node.layer.trainable
                 args, kwargs = self._map(node, lookup, None, names, gathers)
@@ -163,6 +184,8 @@ class _Rebuilder:
             else:
                 op = self.g.ops[self.g.op_of_node[id(node)]]
                 args, kwargs = self._map(node, lookup, op, names, gathers)
+                if dispatch.tf_op_name(op.layer) and self.plan.handlers[op.index].stateful:
+                    args, kwargs = self._slice_constants(op, args, kwargs)
                 select = self._select_indices(op)
                 if select is not None and np.array_equal(select, np.arange(len(select))) \
                         and len(select) == self.plan.p_in[(op.index, 0)].size:
@@ -179,16 +202,28 @@ class _Rebuilder:
             name=m.name)
 
     def _map(self, node, lookup, op, names, gathers):
-        """node.map_arguments over the new tensors, with gathers on narrowed edges."""
-        per_id = {}
-        for slot, (kt_id, _) in enumerate(node._keras_inputs_ids_and_indices):  # pylint: disable=protected-access
-            kt = node.keras_inputs[slot]
+        """The node's call arguments over the new tensors, with gathers on narrowed edges."""
+        inputs = []
+        for slot, kt in enumerate(node.keras_inputs):
             key = self.g.key(kt)
             y = lookup[key]
             if op is not None and self.plan.needs_gather(op, slot):
                 y = self._gather(op, slot, key, y, names, gathers)
-            per_id.setdefault(kt_id, []).append(y)
-        return node.map_arguments({k: list(reversed(v)) for k, v in per_id.items()})
+            inputs.append(y)
+        return graph.call_arguments(node, inputs)
+
+    def _slice_constants(self, op, args, kwargs):
+        """A TF op's per-channel constant operands, sliced to the channels it keeps."""
+        p_in, channels = self.plan.p_in[(op.index, 0)], self.plan.channels(op.inputs[0])
+
+        def cut(value):
+            if hasattr(value, "_keras_history") or isinstance(value, (str, bool)) \
+                    or value is None or np.ndim(value) == 0:
+                return value
+            array = np.asarray(value)
+            return np.take(array, p_in, axis=-1) if array.shape[-1] == channels else value
+
+        return [cut(a) for a in args], {k: cut(v) for k, v in kwargs.items()}
 
     def _gather(self, op, slot, key, y, names, gathers):
         p = self.plan.p_in[(op.index, slot)]
@@ -215,11 +250,15 @@ class _Rebuilder:
         if id(layer) in self.layers:
             return self.layers[id(layer)]
         plan, h = self.plan, self.plan.handlers[op.index]
+        if h.kind == "barrier":
+            self.layers[id(layer)] = self._copy(layer)
+            return self.layers[id(layer)]
         p_in = plan.p_in[(op.index, 0)]
         a_out = plan.phys[op.outputs[0]]
         fold = plan.fold(op) if h.kind == "producer" else None
         fold_bias = fold is not None and bool(np.any(fold)) and not layer.use_bias
-        config = handlers.new_config(h, layer, p_in, a_out, select, fold_bias)
+        config = handlers.new_config(h, layer, p_in, a_out, select, fold_bias,
+                                     channels=plan.channels(op.inputs[0]))
         new = type(layer).from_config(config)
         self.layers[id(layer)] = new
         if layer.weights:
@@ -227,3 +266,39 @@ class _Rebuilder:
                 h, layer, plan.weights(layer), p_in, a_out, plan.channels(op.inputs[0]), fold)
             self.assign.append((new, weights))
         return new
+
+    def _copy(self, layer):
+        """A barrier: the same layer rebuilt from its config, weights copied (masks
+        applied to the BN layers in it); a stateless layer without a working config is
+        called as it is."""
+        if isinstance(layer, keras.Model):
+            new = keras.models.clone_model(layer)
+            new.set_weights(layer.get_weights())
+            for old, twin in zip(_flat_layers(layer), _flat_layers(new)):
+                if id(old) in self.plan.bn_key and old.weights:
+                    w = self.plan.weights(old)
+                    twin.set_weights([w[handlers.weight_name(v)] for v in old.weights])
+            return new
+        try:
+            new = type(layer).from_config(layer.get_config())
+        except Exception as e:  # a custom layer without a working get_config
+            if not layer.weights:
+                return layer        # stateless: the pruned model may call it as well
+            why = " ".join(str(e).split())[:160]
+            raise ValueError(f"eb_tf.prune: layer {layer.name!r} ({type(layer).__name__}) is "
+                             f"a barrier with weights but cannot be rebuilt from its config "
+                             f"({type(e).__name__}: {why}); give it a get_config() or "
+                             "register a handler for it.") from e
+        if layer.weights:
+            masked = id(layer) in self.plan.bn_key
+            self.assign.append((new, self.plan.weights(layer) if masked
+                                else layer.get_weights()))
+        return new
+
+
+def _flat_layers(model):
+    """Every layer inside `model`, nested models expanded, in `layers` order."""
+    out = []
+    for layer in model.layers:
+        out.extend(_flat_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    return out

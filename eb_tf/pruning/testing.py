@@ -124,7 +124,8 @@ class _Spaces:
 
 
 def random_model(seed: int, blocks: int = 4, input_shape=(8, 8, 3), classes: int = 3,
-                 max_width: int = 6, activation: str = "relu") -> Tuple[keras.Model, List[List[str]]]:
+                 max_width: int = 6, activation: str = "relu",
+                 extended: bool = False) -> Tuple[keras.Model, List[List[str]]]:
     """A random small functional model and its channel spaces (lists of producer names).
 
     Each block draws from: conv-BN-ReLU, post-activation residual, pre-activation stage
@@ -133,7 +134,9 @@ def random_model(seed: int, blocks: int = 4, input_shape=(8, 8, 3), classes: int
     Depthwise convs have no bias and feed a 1x1 conv, so a constant left by a masked
     channel is always foldable; every BN reads a conv output or a post-ReLU tensor.
     `activation="leaky"` uses LeakyReLU(0.2) (zero-preserving, never dead on data), the
-    choice for liveness checks; "relu" uses ReLU.
+    choice for liveness checks; "relu" uses ReLU. `extended=True` adds the blocks of
+    keras.applications' newer families: a TF-op hard-swish (`x * relu6(x + 3) / 6`), a
+    grouped conv (RegNet), a per-channel Rescaling and a TF-op residual `x + y`.
     """
     if activation not in ("relu", "leaky"):
         raise ValueError(f"activation must be 'relu' or 'leaky', got {activation!r}")
@@ -161,8 +164,24 @@ def random_model(seed: int, blocks: int = 4, input_shape=(8, 8, 3), classes: int
     space = sp.new(name)                       # None once x mixes spaces (concat)
     for _ in range(blocks):
         size = x.shape[1]
-        choice = rng.choice(["cbr", "post", "pre", "concat", "dw", "se", "pool"])
-        if choice == "cbr" or (choice in ("post", "se") and space is None):
+        choice = rng.choice(["cbr", "post", "pre", "concat", "dw", "se", "pool"] +
+                            (["hswish", "group", "rescale", "tf_add"] if extended else []))
+        if choice == "group" and x.shape[-1] % 2 == 0:
+            groups = 3 if x.shape[-1] % 3 == 0 and rng.random() < 0.5 else 2
+            name = f"p{next(counter)}"
+            y = L.Conv2D(groups * int(rng.integers(1, 4)), 3, padding="same", groups=groups,
+                         use_bias=False, name=name)(x)
+            x = act(L.BatchNormalization()(y))
+            space = sp.new(name)
+        elif choice == "hswish":
+            x = L.Multiply()([x, L.ReLU(6.0)(x + 3.0) * (1.0 / 6.0)])
+        elif choice == "rescale":
+            x = L.Rescaling(rng.uniform(0.5, 2.0, x.shape[-1]).tolist())(x)
+        elif choice == "tf_add" and space is not None:
+            y, b = cbr(x, x.shape[-1])
+            space = sp.union(sp.new(b), space)
+            x = x + y
+        elif choice in ("cbr", "group") or (choice in ("post", "se", "tf_add") and space is None):
             x, name = cbr(x, width(), strides=2 if size >= 4 and rng.random() < 0.3 else 1)
             space = sp.new(name)
         elif choice == "post":

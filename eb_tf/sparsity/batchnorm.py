@@ -30,11 +30,13 @@ class BNRef:
       layer: the BatchNormalization layer itself (unwrapped).
       wrapper: the tfmot (or other `keras.layers.Wrapper`) layer holding it, if any.
       path: the names of the enclosing models, outermost first (empty at top level).
+      trainable: the layer and every model around it are trainable.
     """
     key: str
     layer: keras.layers.Layer
     wrapper: Optional[keras.layers.Layer] = None
     path: tuple = ()
+    trainable: bool = True
 
     @property
     def gamma(self):
@@ -82,7 +84,29 @@ def _collect(model, path, refs, include_frozen, parent_trainable):
             trainable = parent_trainable and (layer.trainable and inner.trainable)
             if include_frozen or (trainable and inner.scale):
                 key = "/".join(path + (inner.name,))
-                refs.append(BNRef(key, inner, layer if layer is not inner else None, path))
+                refs.append(BNRef(key, inner, layer if layer is not inner else None, path,
+                                  trainable))
+
+
+def no_candidates_message(model, where: str) -> str:
+    """Why `model` has no BN layer to score channels with, and what to do about it."""
+    refs = bn_layers(model, include_frozen=True, where=where)
+    if not refs:
+        return (f"{where}: model {model.name!r} has no BatchNormalization layer, so there are "
+                "no channel scores (gammas) to draw masks from. Add BatchNormalization "
+                "after the convolutions.")
+    off = [r.key for r in refs if r.trainable and not r.layer.scale]
+    frozen = [r.key for r in refs if not r.trainable]
+    parts = []
+    if off:
+        parts.append(f"{len(off)} have scale=False (no gamma, e.g. {off[0]!r}): turn it on "
+                     "with eb_tf.add_bn_l1(model, enable_scale=True)")
+    if frozen:
+        parts.append(f"{len(frozen)} are frozen (trainable=False, e.g. {frozen[0]!r}): "
+                     "unfreeze them")
+    return (f"{where}: model {model.name!r} has {len(refs)} BatchNormalization layers but "
+            f"none is trainable with scale=True, so none scores channels: "
+            f"{'; '.join(parts)}.")
 
 
 def gammas(model, where: str = "gammas") -> Dict[str, np.ndarray]:
@@ -94,10 +118,7 @@ def gammas(model, where: str = "gammas") -> Dict[str, np.ndarray]:
     """
     refs = bn_layers(model, where=where)
     if not refs:
-        raise ValueError(
-            f"{where}: model {model.name!r} has no trainable BatchNormalization layer with "
-            "scale=True, so there are no channel scores (gammas) to draw masks from. "
-            "Add BatchNormalization after the convolutions, or unfreeze them.")
+        raise ValueError(no_candidates_message(model, where))
     for ref in refs:
         if not ref.layer.built:
             raise ValueError(f"{where}: BN layer {ref.key!r} is not built yet; call the model "

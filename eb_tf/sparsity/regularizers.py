@@ -16,14 +16,17 @@ import math
 import warnings
 from typing import Dict, Iterable, Optional
 
+from absl import logging
+
 from eb_tf.compat import check_tf_keras_model, keras
 from eb_tf.sparsity import masks as masks_lib
-from eb_tf.sparsity.batchnorm import bn_layers, unwrap
+from eb_tf.sparsity.batchnorm import bn_layers, no_candidates_message, unwrap
 
 __all__ = ["add_bn_l1", "add_weight_decay", "clone_with_weights"]
 
 
-def add_bn_l1(model, strength: float = 1e-4, exclude: Optional[Iterable[str]] = None):
+def add_bn_l1(model, strength: float = 1e-4, exclude: Optional[Iterable[str]] = None,
+              enable_scale: bool = True):
     """A clone of `model` whose candidate BN layers carry the L1(`strength`) gamma penalty.
 
     Network slimming: the loss gains strength * sum|gamma|, whose subgradient is
@@ -37,30 +40,43 @@ def add_bn_l1(model, strength: float = 1e-4, exclude: Optional[Iterable[str]] = 
       model: a functional or Sequential tf_keras model (nested models are handled).
       strength: the L1 coefficient s >= 0 (0 removes the L1 part); paper: 1e-4.
       exclude: BN keys or fnmatch patterns to leave without L1.
+      enable_scale: turn on `scale` (a learned gamma, starting at 1) for the trainable
+        BN layers that have it off (InceptionV3 and InceptionResNetV2 build theirs so),
+        which makes them searchable; logged. False leaves them without gamma and L1.
 
     Example:
       >>> model = eb_tf.add_bn_l1(model, strength=1e-4)
       >>> model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy")
 
     Raises:
-      ValueError: subclassed or Keras 3 model, no trainable BN layer with scale=True,
-        strength < 0, an `exclude` entry matching no layer.
+      ValueError: subclassed or Keras 3 model, no trainable BN layer with scale=True
+        (or scale=False and enable_scale), strength < 0, an `exclude` entry matching no
+        layer.
     """
     where = "eb_tf.add_bn_l1"
     check_tf_keras_model(model, where)
     strength = _check_coefficient(strength, "strength")
-    refs = bn_layers(model, where=where)
+    refs = [r for r in bn_layers(model, include_frozen=True, where=where)
+            if r.trainable and (r.layer.scale or enable_scale)]
     if not refs:
-        raise ValueError(f"{where}: model {model.name!r} has no trainable BatchNormalization "
-                         "layer with scale=True to put the L1 penalty on.")
+        raise ValueError(no_candidates_message(model, where))
     keys = set(masks_lib.select_keys([r.key for r in refs], exclude))
     targets = {id(r.layer) for r in refs if r.key in keys}
+    turn_on = [r for r in refs if r.key in keys and not r.layer.scale]
+    if turn_on:
+        logging.info("%s: turned on scale (gamma starts at 1) for %d BatchNormalization "
+                     "layers that had scale=False (%s%s); pass enable_scale=False to keep "
+                     "them off", where, len(turn_on), ", ".join(r.key for r in turn_on[:5]),
+                     " ..." if len(turn_on) > 5 else "")
+    switch = {id(r.layer) for r in turn_on}
 
     def edit(layer, trainable):
-        del trainable  # candidacy (trainable, scale) was decided by bn_layers
+        del trainable  # candidacy (trainable, scale) was decided above
         return {"gamma_regularizer": {"l1": strength}} if id(layer) in targets else {}
 
-    return _clone_with_regularizers(model, edit, where)
+    return _clone_with_regularizers(
+        model, edit, where, configure=lambda layer: {"scale": True} if id(layer) in switch
+        else {})
 
 
 def add_weight_decay(model, weight_decay: float = 1e-4):
@@ -113,12 +129,15 @@ def _check_coefficient(value, name: str) -> float:
     return out
 
 
-def _clone_with_regularizers(model, edit, where: str, parent_trainable: bool = True):
+def _clone_with_regularizers(model, edit, where: str, parent_trainable: bool = True,
+                             configure=None):
     """clone_model with `edit(layer, trainable) -> {config key: {"l1"|"l2": value}}` applied.
 
     The one mechanism under add_bn_l1 and add_weight_decay: each layer is rebuilt from
-    its config with the merged regularisers (inside tfmot wrappers too), nested models
-    recursively, then every layer's weights are copied from the original.
+    its config with the merged regularisers (inside tfmot wrappers too), and with the
+    plain config values of `configure(layer) -> {config key: value}`, nested models
+    recursively, then every layer's weights are copied from the original (by name
+    where `configure` added weights: a new gamma keeps its initial value).
     """
     if not isinstance(model, keras.Sequential) and not getattr(model, "_is_graph_network",
                                                                 False):
@@ -136,7 +155,7 @@ def _clone_with_regularizers(model, edit, where: str, parent_trainable: bool = T
             if inner is not layer:
                 raise ValueError(f"{where}: nested model {inner.name!r} inside wrapper "
                                  f"{layer.name!r} is not supported; apply {where} first.")
-            return _clone_with_regularizers(inner, edit, where, trainable_here)
+            return _clone_with_regularizers(inner, edit, where, trainable_here, configure)
         config = layer.get_config()
         target, walk = config, layer
         while walk is not inner:
@@ -145,6 +164,8 @@ def _clone_with_regularizers(model, edit, where: str, parent_trainable: bool = T
         for key, parts in edit(inner, trainable).items():
             target[key] = _merged_regularizer(target.get(key), parts, where,
                                               f"{inner.name}.{key}")
+        if configure is not None:
+            target.update(configure(inner))
         try:
             new = layer.__class__.from_config(config)
         except Exception as e:  # a custom layer or wrapper without a registered scope
@@ -168,11 +189,20 @@ def clone_with_weights(model, clone_layer, pairs):
     if model.built and not clone.built:
         clone.build(model.input_shape)
     for old, new in pairs:
-        if old.weights:
+        if old.weights and len(old.weights) == len(new.weights):
             new.set_weights(old.get_weights())
+        elif old.weights:                     # e.g. a BN whose scale was turned on
+            by_name = {_short(v): v.numpy() for v in old.weights}
+            for var in new.weights:
+                if _short(var) in by_name:
+                    var.assign(by_name[_short(var)])
     if not model.trainable:  # the setter recurses: only a frozen model needs it
         clone.trainable = False
     return clone
+
+
+def _short(variable) -> str:
+    return variable.name.split("/")[-1].split(":")[0]
 
 
 def _merged_regularizer(existing, parts: Dict[str, float], where: str, slot: str):

@@ -31,7 +31,7 @@ def test_summary_rows_totals_and_printed_table():
     assert report.rows[0].fraction == 0.75
     assert (report.kept, report.total, report.fraction) == (6, 12, 0.5)
     assert report.as_dicts()[1] == {"key": "bn2", "producer": "c2", "kept": 3, "total": 8,
-                                    "fraction": 0.375}
+                                    "frozen_by": "", "fraction": 0.375}
     assert len(printed) == 1 and printed[0] == str(report)
     lines = printed[0].splitlines()
     assert lines[1].split() == ["bn1", "c1", "3", "4", "75.0%"]

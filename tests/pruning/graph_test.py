@@ -69,12 +69,14 @@ def test_build_rejects_subclassed_model():
         graph.build(net, where="where")
 
 
-def test_build_rejects_nested_model_called_twice():
+def test_nested_model_called_twice_is_one_op_per_call():
     inner = _backbone()
     a, b = keras.Input((8, 8, 3)), keras.Input((8, 8, 3))
     model = keras.Model([a, b], L.Add()([inner(a), inner(b)]))
-    with pytest.raises(ValueError, match="nested model 'backbone' is called more than once"):
-        graph.build(model)
+    g = graph.build(model)
+    assert [op.layer.name for op in g.ops] == ["backbone", "backbone", "add"]
+    assert g.ops[0].inputs == [g.inputs[0]] and g.ops[1].inputs == [g.inputs[1]]
+    assert g.ops[2].inputs == g.ops[0].outputs + g.ops[1].outputs
 
 
 def test_build_rejects_keras3_and_non_models():

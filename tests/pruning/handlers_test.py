@@ -1,9 +1,9 @@
-"""layer_handlers: the registry, unsupported-layer errors, weight slicing."""
+"""handlers and dispatch: the registry, unmapped-layer reasons, weight slicing."""
 import numpy as np
 import pytest
 
-from eb_tf.compat import keras
-from eb_tf.pruning import graph
+from eb_tf.compat import keras, tf
+from eb_tf.pruning import dispatch, graph
 from eb_tf.pruning import handlers as layer_handlers
 
 L = keras.layers
@@ -16,7 +16,7 @@ class Custom(L.Layer):
 
 def _resolve_all(model):
     g = graph.build(model)
-    return [layer_handlers.resolve(op, g, "eb_tf.prune") for op in g.ops]
+    return [dispatch.resolve(op, g, "eb_tf.prune") for op in g.ops]
 
 
 @pytest.mark.parametrize("make, message", [
@@ -27,16 +27,28 @@ def _resolve_all(model):
      r"layer 'mix' \(Reshape\) mixes channels \(last axis 3 -> 12\)"),
     (lambda x: L.Conv2D(2, 1, data_format="channels_first", name="cf")(x),
      r"layer 'cf' \(Conv2D\) uses data_format='channels_first'"),
-    (lambda x: L.Conv2D(3, 1, groups=3, name="grp")(x), r"'grp' \(Conv2D\) is a grouped"),
+    (lambda x: L.Permute((3, 1, 2), name="perm")(x), r"'perm' \(Permute\) is not supported"),
     (lambda x: L.DepthwiseConv2D(1, depth_multiplier=2, name="dm")(x),
-     r"'dm' \(DepthwiseConv2D\) has depth_multiplier=2; supported: depth_multiplier=1"),
+     r"'dm' \(DepthwiseConv2D\) has depth_multiplier=2; mapped: depth_multiplier=1"),
     (lambda x: L.BatchNormalization(axis=1, name="bn1")(x), r"'bn1' \(BatchNormalization\) "
-     r"normalises axis \[1\]; supported: the last axis \(3\)"),
+     r"normalises axis \[1\]; mapped: the last axis \(3\)"),
+    (lambda x: x[..., :2], r"applies tf.__operators__.getitem|'tf.__operators__.getitem' "
+     r"\(SlicingOpLambda\) is not supported"),
+    (lambda x: tf.transpose(x, (0, 3, 1, 2)), r"applies tf.*transpose, which is not an "
+     r"elementwise function"),
 ])
-def test_unsupported_layers_name_layer_and_class(make, message):
+def test_unmapped_layers_name_layer_class_and_reason(make, message):
     inp = keras.Input((4, 4, 3))
     model = keras.Model(inp, make(inp))
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(dispatch.UnmappedLayerError, match=message):
+        _resolve_all(model)
+
+
+def test_tf_op_with_a_constant_that_widens_the_channels_is_unmapped():
+    inp = keras.Input((4, 4, 1))
+    model = keras.Model(inp, inp * np.arange(3, dtype=np.float32))
+    with pytest.raises(dispatch.UnmappedLayerError, match=r"constant of shape \(3,\), which "
+                       r"mixes the 1 channels"):
         _resolve_all(model)
 
 

@@ -477,7 +477,7 @@ def test_pruned_model_saves_and_loads_in_fresh_process(tmp_path):
                                rtol=0, atol=1e-5)
 
 
-def test_prune_unsupported_layer_raises_before_building(monkeypatch):
+def test_prune_unknown_error_refuses_unmapped_layer_before_building(monkeypatch):
     def _no_build(plan):
         raise AssertionError("the rebuild must not start")
     monkeypatch.setattr(pruner, "_Rebuilder", _no_build)
@@ -485,7 +485,9 @@ def test_prune_unsupported_layer_raises_before_building(monkeypatch):
     x = L.BatchNormalization(name="bn")(L.Conv2D(3, 1)(inp))
     model = keras.Model(inp, L.Dense(2)(L.Lambda(lambda t: t * 2, name="lam")(x)))
     with pytest.raises(ValueError, match=r"eb_tf.prune: layer 'lam' \(Lambda\) is not supported"):
-        pruner.prune(model, {"bn": np.array([T, F, T])})
+        pruner.prune(model, {"bn": np.array([T, F, T])}, unknown="error")
+    with pytest.raises(ValueError, match=r"unknown='bogus' must be one of \('barrier', 'error'\)"):
+        pruner.prune(model, {}, unknown="bogus")
 
 
 def test_prune_and_apply_masks_reject_bad_input():

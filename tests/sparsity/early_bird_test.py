@@ -224,7 +224,7 @@ def test_model_without_trainable_bn_and_nan_gammas_are_rejected(model):
     plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)], name="plain")
     eb = eb_tf.EarlyBird()
     eb.set_model(plain)
-    with pytest.raises(ValueError, match=r"'plain' has no trainable BatchNormalization"):
+    with pytest.raises(ValueError, match=r"'plain' has no BatchNormalization layer"):
         eb.on_train_begin()
     eb = _callback(model)
     _set(model, np.where(np.arange(10) == 3, np.nan, BASE).astype(np.float32))

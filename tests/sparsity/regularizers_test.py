@@ -78,6 +78,44 @@ def test_frozen_scale_free_and_excluded_bn_get_no_l1():
         regularizers.add_bn_l1(model, exclude=["bn9"])
 
 
+def _scale_free_net():
+    """conv -> BN(scale=False) -> relu -> conv -> BN(scale=False, in a nested block)."""
+    inp = keras.Input((6, 6, 2))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="c1")(inp)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization(scale=False, name="bn1")(x))
+    b_in = keras.Input((6, 6, 4))
+    y = keras.layers.Conv2D(5, 3, name="c2")(b_in)
+    y = keras.layers.BatchNormalization(scale=False, name="bn2")(y)
+    x = keras.Model(b_in, y, name="block")(x)
+    model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(x)))
+    for bn in (model.get_layer("bn1"), model.get_layer("block").get_layer("bn2")):
+        bn.beta.assign(np.linspace(-1, 1, bn.beta.shape[0]))
+        bn.moving_mean.assign(np.linspace(0, 0.5, bn.beta.shape[0]))
+        bn.moving_variance.assign(np.linspace(1, 2, bn.beta.shape[0]))
+    return model
+
+
+def test_enable_scale_turns_gamma_on_at_one_keeps_outputs_and_logs(caplog):
+    model = _scale_free_net()
+    with caplog.at_level("INFO"):
+        out = regularizers.add_bn_l1(model, strength=S)
+    assert "turned on scale (gamma starts at 1) for 2 BatchNormalization layers that had " \
+        "scale=False (bn1, block/bn2)" in caplog.text
+    assert [r.key for r in batchnorm.bn_layers(out)] == ["bn1", "block/bn2"]
+    bn1 = out.get_layer("bn1")
+    assert bn1.scale and np.all(bn1.gamma.numpy() == 1.0)
+    np.testing.assert_array_equal(bn1.moving_mean.numpy(), model.get_layer("bn1").moving_mean)
+    assert _reg(out, "block/bn2", "gamma_regularizer") == ("L1", {"l1": float(np.float32(S))})
+    np.testing.assert_allclose(out(_x(), training=False), model(_x(), training=False),
+                               rtol=1e-6, atol=1e-6)
+    masks_ = eb_tf.channel_masks(out, 0.5)
+    assert sorted(masks_) == ["block/bn2", "bn1"]
+    kept = regularizers.add_bn_l1(model, exclude=["block/*"])
+    assert not kept.get_layer("block").get_layer("bn2").scale
+    with pytest.raises(ValueError, match=r"2 have scale=False .*enable_scale=True"):
+        regularizers.add_bn_l1(model, enable_scale=False)
+
+
 @pytest.mark.parametrize("order", ["l1_first", "decay_first"])
 def test_weight_decay_and_l1_combine_to_l1l2_in_either_order(order):
     model = _net()
@@ -209,7 +247,7 @@ def test_keras3_model_and_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match=r"weight_decay must be in \[0, inf\), got nan"):
         regularizers.add_weight_decay(_net(), weight_decay=float("nan"))
     no_bn = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)], name="plain")
-    with pytest.raises(ValueError, match=r"'plain' has no trainable BatchNormalization"):
+    with pytest.raises(ValueError, match=r"'plain' has no BatchNormalization layer"):
         regularizers.add_bn_l1(no_bn)
 
 
