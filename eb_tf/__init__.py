@@ -12,7 +12,7 @@ physically smaller functional model, retrain it, and ship it to TFLite:
     ticket = eb_tf.prune(model, eb.tickets[0.5])             # fewer filters, exact
 
 The sub-packages, in import order (each imports only those before it): `sparsity`,
-`pruning`, `quantization`, `export`, `models`, `data`, `distribute`, `pipeline`,
+`pruning`, `baselines`, `quantization`, `export`, `models`, `data`, `distribute`, `pipeline`,
 `tuning`, `bench` (see ARCHITECTURE.md). The names below are re-exported from them.
 `import eb_tf` loads neither keras_tuner, tensorflow_model_optimization nor matplotlib:
 the names that need them (`quantize_for_search`, `tune`, `bench`...) load them on
@@ -20,16 +20,17 @@ first use.
 """
 import importlib
 
-from eb_tf import (compat, data, distribute, export, io_utils, models, pipeline, pruning,
-                   quantization, sparsity)
+from eb_tf import (baselines, compat, data, distribute, export, io_utils, models, pipeline,
+                   pruning, quantization, sparsity)
 from eb_tf.compat import keras
 from eb_tf.distribute import sync_batchnorm
 from eb_tf.export import (Comparison, ExportInfo, LatencyStats, LiteRTModel, compare_models,
                           convert_tflite, evaluate_accuracy, export_tflite, is_qat_model,
                           measure_latency)
 from eb_tf.pipeline import Ticket, export_run, load_ticket
+from eb_tf.pipeline.widths import round_masks     # with multiple="auto": measured here
 from eb_tf.pruning import (ChannelSelect, FlopsReport, ParamsReport, apply_masks, count_flops,
-                           count_params, prune, round_masks, summary)
+                           count_params, prune, summary)
 from eb_tf.quantization import (RETRAIN_PRECISIONS, SEARCH_PRECISIONS, PreparedModel, is_quantized,
                                 prepare_for_precision, strip_precision)
 from eb_tf.sparsity import (BNRef, EarlyBird, add_bn_l1, add_weight_decay, bn_layers, channel_masks,
@@ -64,8 +65,8 @@ __all__ = [
     "sync_batchnorm", "export_run", "Ticket", "load_ticket", "tune", "EBTuner", "TuneConfig",
     "TuneResult",
     # sub-packages and helpers
-    "compat", "io_utils", "keras", "sparsity", "pruning", "quantization", "export", "models",
-    "data", "distribute", "pipeline", "tuning", "bench", "__version__",
+    "compat", "io_utils", "keras", "sparsity", "pruning", "baselines", "quantization",
+    "export", "models", "data", "distribute", "pipeline", "tuning", "bench", "__version__",
 ]
 
 

@@ -77,7 +77,8 @@ BENCH_FIELDS = {  # name: (default, help)
     "step_batch": (0, "micro-benchmark batch (0 = the run's batch_size)"),
     "step_steps": (5, "timed train steps per round of the micro-benchmark"),
     "step_repeats": (3, "rounds of the micro-benchmark (median reported)"),
-    "round_multiple": (8, "width multiple of the rounded ticket in the micro-benchmark"),
+    "step_round_multiple": (8, "width multiple of the rounded ticket in the micro-benchmark "
+                            "(the run's own is config.round_multiple)"),
     "eb_calls": (20, "timed EarlyBird.on_epoch_end calls"),
     "data_prepare": ("", "script run as `python SCRIPT PATH` when config.dataset is "
                      "npz:PATH and PATH is missing (e.g. the shared cifar10_npz.py)"),
@@ -93,7 +94,7 @@ class BenchOptions:
     step_batch: int = 0
     step_steps: int = 5
     step_repeats: int = 3
-    round_multiple: int = 8
+    step_round_multiple: int = 8
     eb_calls: int = 20
     data_prepare: str = ""
 
@@ -121,7 +122,7 @@ class BenchOptions:
             raise ValueError(f"config.tfmot_end_fraction={self.tfmot_end_fraction!r} is "
                              "invalid: must be in (0, 1]")
         for name, lo in (("step_batch", 0), ("step_steps", 1), ("step_repeats", 1),
-                         ("round_multiple", 1), ("eb_calls", 1)):
+                         ("step_round_multiple", 1), ("eb_calls", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < lo:
                 raise ValueError(f"config.{name}={value!r} is invalid: must be an int >= {lo}")
@@ -245,17 +246,17 @@ def _micro(workdir, cfg, options, reports) -> dict:
     ratio = cfg.ratios[0]
     ticket_dir = os.path.join(eb_dir, "tickets", run_dir.ratio_key(ratio))
     masks = draw.read_mask(os.path.join(ticket_dir, "mask.npz"))
-    rounded = round_masks(dense, masks, multiple=options.round_multiple)
+    rounded = round_masks(dense, masks, multiple=options.step_round_multiple)
     p = f"p={ratio:g}"
     models = {"dense": dense, f"pruned {p}": draw.load_model(
         os.path.join(ticket_dir, "model.keras")),
-        f"pruned {p} rounded x{options.round_multiple}": prune(dense, rounded)}
+        f"pruned {p} rounded x{options.step_round_multiple}": prune(dense, rounded)}
     batch = options.step_batch or cfg.batch_size
     rows = step_bench.step_times(models, batch=batch, steps=options.step_steps,
                                  repeats=options.step_repeats, seed=cfg.seed)
     return {"earlybird": bird, "step_time": {
         "batch": batch, "steps": options.step_steps, "repeats": options.step_repeats,
-        "ratio": ratio, "round_multiple": options.round_multiple, "rows": rows}}
+        "ratio": ratio, "round_multiple": options.step_round_multiple, "rows": rows}}
 
 
 def _notes(cfg, rows) -> list:

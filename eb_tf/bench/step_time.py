@@ -101,12 +101,16 @@ def step_times(models: Mapping[str, "keras.Model"], batch=64, steps: int = 10,
 
 
 def format_step_table(rows: Mapping[str, dict]) -> str:
-    """`step_times` rows as a markdown table (ms/step, time and FLOPs ratios)."""
-    lines = ["| model | params | MFLOPs/sample | FLOPs x | ms/step | time x |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    """`step_times` rows as a markdown table: ms/step (median and every round), time and
+    FLOPs ratios, and their quotient, the efficiency (1.0: the time falls as the FLOPs)."""
+    lines = ["| model | params | MFLOPs/sample | FLOPs x | ms/step | time x | time x / FLOPs x "
+             "| rounds (ms) |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for name, r in rows.items():
+        quotient = r["time_ratio"] / r["flops_ratio"] if r["flops_ratio"] else float("nan")
+        rounds = ", ".join(f"{v:.1f}" for v in r["ms_rounds"])
         lines.append(f"| {name} | {r['params']:,} | {r['flops'] / 1e6:.2f} | "
-                     f"{r['flops_ratio']:.3f} | {r['ms_per_step']:.2f} | {r['time_ratio']:.3f} |")
+                     f"{r['flops_ratio']:.3f} | {r['ms_per_step']:.2f} | {r['time_ratio']:.3f} "
+                     f"| {quotient:.2f} | {rounds} |")
     return "\n".join(lines)
 
 

@@ -34,9 +34,8 @@ Example:
 import numpy as np
 
 from eb_tf.baselines import snip, thinet
-from eb_tf.pipeline import methods, trainer
+from eb_tf.pipeline import methods, trainer, widths
 from eb_tf.pruning.flops import count_flops
-from eb_tf.pruning.rounding import round_masks
 from eb_tf.sparsity.batchnorm import channel_masks
 
 __all__ = ["select_snip", "select_thinet", "SNIP", "THINET"]
@@ -64,8 +63,7 @@ def _images(splits, count):
 def select_thinet(cfg, model, ratio, splits) -> methods.Choice:
     """ThiNet's channels of `model` (trained) at the NS ticket's per-layer widths."""
     reference = channel_masks(model, ratio, cfg.scope, cfg.min_channels)
-    if cfg.round_multiple:
-        reference = round_masks(model, reference, multiple=cfg.round_multiple)
+    reference = widths.for_run(cfg, model, reference)[0]
     result = thinet.thinet_masks(model, reference, _images(splits, cfg.thinet_images),
                                  seed=cfg.seed)
     return methods.Choice(result.masks, result.model, count_flops(model).total * result.samples,

@@ -41,12 +41,11 @@ import numpy as np
 
 from eb_tf import io_utils
 from eb_tf.compat import keras
-from eb_tf.pipeline import bn_stats, costs, methods, run_dir, trainer
+from eb_tf.pipeline import bn_stats, costs, methods, run_dir, trainer, widths
 from eb_tf.pipeline.build import load_splits
 from eb_tf.pruning.channel_summary import summary
 from eb_tf.pruning.flops import count_flops, count_params
 from eb_tf.pruning.pruner import prune
-from eb_tf.pruning.rounding import round_masks
 from eb_tf.quantization import precision as precision_lib
 from eb_tf.sparsity.batchnorm import channel_masks
 
@@ -182,8 +181,7 @@ def _select(cfg, select, dense, ratio, splits, dense_info):
 def _draw_one(cfg, folder, dense, masks, ratio, epoch, start, dense_info, found, splits,
               scoring=None):
     float_model = precision_lib.strip_precision(dense)
-    if cfg.round_multiple:
-        masks = round_masks(float_model, masks, multiple=cfg.round_multiple)
+    masks, width_choice = widths.for_run(cfg, float_model, masks)
     pruned = prune(float_model, masks)
     if methods.get(cfg.method).retrain_mode(cfg) == "reinit":
         keras.utils.set_random_seed(cfg.seed)
@@ -200,7 +198,8 @@ def _draw_one(cfg, folder, dense, masks, ratio, epoch, start, dense_info, found,
             "channels": channels.as_dicts(),
             "dense_params": dense_info["params"], "dense_flops": dense_info["flops"],
             "flops_ratio": round(flops.total / max(dense_info["flops"], 1), 6),
-            "round_multiple": cfg.round_multiple,
+            "round_multiple": (width_choice.multiple if width_choice else cfg.round_multiple),
+            "width_choice": width_choice.as_dict() if width_choice else None,
             "bn_calibration": calibration, "drawn_accuracy": accuracy}
     if scoring is not None:
         meta["scoring"] = scoring

@@ -58,7 +58,8 @@ def _retrain_one(cfg, rd, splits, ratio):
     result = trainer.fit_resumable(model, cfg, splits, rd.retrain_dir(ratio, "ckpt"), start,
                                    tb_dir=rd.tb_dir(f"retrain_{run_dir.ratio_key(ratio)}"))
     final = rd.retrain_dir(ratio, "final.keras")
-    io_utils.atomic_save_model(model, final)
+    mixed = cfg.retrain_precision in precision_lib.POLICIES   # bf16/fp16: save float32
+    io_utils.atomic_save_model(precision_lib.strip_precision(model) if mixed else model, final)
     epochs = result["epochs_run"]
     record = costs.phase_record(
         epochs, result["meter"], count_flops(model).total,

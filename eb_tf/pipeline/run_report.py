@@ -222,7 +222,24 @@ def _markdown(workdir, cfg, report, names) -> str:
                       f"{meta['dense_params']:,} -> {meta['params']:,}, FLOPs/sample "
                       f"{meta['dense_flops']:,} -> {meta['flops']:,} "
                       f"({meta['flops_ratio']:.1%} of dense).", ""]
+            lines += _width_lines(meta)
     return "\n".join(lines)
+
+
+def _width_lines(meta) -> List[str]:
+    """The hardware-aware width choice of a ticket (round_multiple=auto), as a table."""
+    choice = meta.get("width_choice")
+    if not choice:
+        return [f"Widths: round_multiple = {meta.get('round_multiple')} (not measured).", ""]
+    how = "cached" if choice["cached"] else f"measured in {choice['seconds']:.1f} s"
+    lines = [f"Widths: round_multiple = auto chose x{choice['multiple']} on {choice['device']} "
+             f"({choice['policy']}, batch {choice['batch_size']}; {how}):",
+             "", "| multiple | ms/step (median) | rounds (ms) | MFLOPs/sample |",
+             "| ---: | ---: | --- | ---: |"]
+    for m, median in sorted(choice["median_ms"].items(), key=lambda kv: int(kv[0])):
+        rounds = ", ".join(f"{v:.1f}" for v in choice["ms_rounds"][m])
+        lines.append(f"| {m} | {median:.1f} | {rounds} | {choice['flops'][m] / 1e6:.2f} |")
+    return lines + [""]
 
 
 def write(rd_or_workdir, cfg=None) -> str:

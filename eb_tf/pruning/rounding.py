@@ -11,7 +11,10 @@ It only adds channels, so a `min_channels` the masks were drawn with still holds
 never undoes a removal the masks make on purpose: a BN whose mask is all-False keeps
 no channel (a residual branch stays the identity, a dead chain stays an error for
 `prune`), and a space none of whose channels any layer needs (physically one channel,
-the pruner's minimum) counts as width 0, a multiple of everything.
+the pruner's minimum) counts as width 0, a multiple of everything. Widths are the
+physical ones of `prune`: a channel whose gamma is exactly 0 is a constant that `prune`
+folds away whatever the mask says, so it is never revived; a space that cannot reach a
+multiple for that reason is named in one warning.
 
 Example:
 
@@ -20,7 +23,8 @@ Example:
     small = eb_tf.prune(model, masks8)        # every conv width a multiple of 8
 """
 import math
-from typing import Dict, List, Tuple
+import warnings
+from typing import Dict, List, Tuple, Union
 
 import numpy as np
 
@@ -28,7 +32,7 @@ from eb_tf.compat import check_tf_keras_model
 from eb_tf.pruning import plan as channel_plan
 from eb_tf.sparsity import batchnorm
 
-__all__ = ["round_masks", "space_widths"]
+__all__ = ["round_masks", "space_widths", "check_multiple"]
 _MAX_ROUNDS = 32
 
 
@@ -62,13 +66,16 @@ def _needed(plan) -> np.ndarray:
     return needed
 
 
-def round_masks(model, masks: Dict[str, np.ndarray], multiple: int = 8) -> Dict[str, np.ndarray]:
+def round_masks(model, masks: Dict[str, np.ndarray],
+                multiple: Union[int, str] = 8) -> Dict[str, np.ndarray]:
     """Masks whose pruned widths are multiples of `multiple`, reviving top-|gamma| channels.
 
     Args:
       model: the dense model the masks belong to (functional or Sequential).
       masks: {BN key: bool array, True = keep}.
-      multiple: the width granularity (>= 1); 8 suits oneDNN (AVX-512) and tensor cores.
+      multiple: the width granularity (an int >= 1), or "none" (the masks unchanged).
+        Which multiple is fastest depends on the device and dtype: `eb_tf.round_masks`
+        also takes "auto", which measures it (`eb_tf.pipeline.widths`).
 
     Returns:
       New masks (same keys, copies) keeping every channel the input masks keep, plus
@@ -82,14 +89,16 @@ def round_masks(model, masks: Dict[str, np.ndarray], multiple: int = 8) -> Dict[
         assert all(m8[m].all() for m, m8 in zip(masks.values(), masks8.values()))
 
     Raises:
-      ValueError: for `multiple` < 1 or not an int, and whatever `eb_tf.prune` raises
-        for the model or invalid masks. Masks that make the output a constant are
-        returned as they are (rounding keeps them dead); `eb_tf.prune` refuses them.
+      ValueError: for `multiple` < 1 or not an int or "none", and whatever
+        `eb_tf.prune` raises for the model or invalid masks. Masks that make the output
+        a constant are returned as they are (rounding keeps them dead); `eb_tf.prune`
+        refuses them.
     """
     where = "eb_tf.round_masks"
     check_tf_keras_model(model, where)
-    if isinstance(multiple, bool) or not isinstance(multiple, (int, np.integer)) or multiple < 1:
-        raise ValueError(f"{where}: multiple must be an int >= 1, got {multiple!r}")
+    if multiple == "none":
+        return channel_plan.check_masks(model, masks, where)[0]
+    check_multiple(multiple, where)
     plan = channel_plan.analyze(model, masks, where)
     out = {k: v.copy() for k, v in plan.masks.items()}
     score = {k: np.abs(v) for k, v in batchnorm.gammas(model, where=where).items()}
@@ -105,15 +114,41 @@ def round_masks(model, masks: Dict[str, np.ndarray], multiple: int = 8) -> Dict[
             candidates = []
             for pos in np.flatnonzero(~kept):
                 options = [(score[k][c], k, c) for k, c in readers.get(roots[pos], [])
-                           if not out[k][c] and (k, c) not in tried]
+                           if not out[k][c] and (k, c) not in tried and score[k][c] > 0]
                 if options:
                     candidates.append(max(options))
             candidates.sort(reverse=True)
             flips.extend(candidates[:target - width])
         if not flips:
-            return out
+            break
         for _, key, channel in flips:
             out[key][channel] = True
             tried.add((key, channel))
         plan = channel_plan.analyze(model, out, where)
+    short = _short_spaces(plan, multiple)
+    if short:
+        warnings.warn(f"{where}: {len(short)} channel space(s) cannot reach a multiple of "
+                      f"{multiple}: {'; '.join(short[:8])}{' ...' if len(short) > 8 else ''}"
+                      ". Their other channels have gamma exactly 0 (prune folds them away) "
+                      "or no BN mask controls them.", stacklevel=2)
+    return out
+
+
+def check_multiple(multiple, where: str) -> None:
+    """Raises a ValueError naming `multiple` unless it is an int >= 1."""
+    if isinstance(multiple, bool) or not isinstance(multiple, (int, np.integer)) or multiple < 1:
+        raise ValueError(f"{where}: multiple must be an int >= 1 or 'none', got {multiple!r}")
+
+
+def _short_spaces(plan, multiple) -> List[str]:
+    """'producer (width of total)' of the needed spaces whose width is no multiple."""
+    needed, names = _needed(plan), {}
+    for op, h in zip(plan.graph.ops, plan.handlers):
+        if h.kind == "producer":
+            roots = tuple(plan.roots(op.outputs[0]).tolist())
+            names.setdefault(roots, []).append("/".join(op.path + (op.layer.name,)))
+    out = []
+    for roots, (width, total) in space_widths(plan).items():
+        if width % multiple and width < total and needed[np.asarray(roots)].any():
+            out.append(f"{'+'.join(repr(n) for n in names[roots])} ({width} of {total})")
     return out

@@ -25,7 +25,7 @@ __all__ = ["SEARCH_PRECISIONS", "RETRAIN_PRECISIONS", "POLICIES", "BITS", "preci
            "is_quantized", "is_tfmot_layer"]
 
 SEARCH_PRECISIONS = ("fp32", "int8", "int8_wage", "bf16", "fp16")
-RETRAIN_PRECISIONS = ("fp32", "int8")
+RETRAIN_PRECISIONS = ("fp32", "int8", "bf16", "fp16")
 POLICIES = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}   # Keras dtype policies
 BITS = {"int8": dict(weight_bits=8, activation_bits=8),            # quantize_for_search
         "int8_wage": dict(weight_bits=8, activation_bits=8, gradient_bits=8, error_bits=8)}

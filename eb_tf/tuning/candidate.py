@@ -2,7 +2,7 @@
 
 - `draw`: from the shared search of its (l1, lr) (`eb_tf.tuning.search`): the dense
   model with the weights of the ticket epoch t, the ratio's mask of epoch t (rounded
-  with `round_multiple` if set), `prune`.
+  as `round_multiple` says: `eb_tf.pipeline.widths`), `prune`.
 - `latency_ms`: the ticket exported with `export_tflite`, batch-1 median of
   `measure_latency` (noisy on a shared machine: one number per candidate).
 - `retrain`: `epochs` epochs from t on the run's epoch-indexed schedule (the pipeline's
@@ -24,10 +24,9 @@ from eb_tf import compat
 from eb_tf.compat import keras
 from eb_tf.export.litert import measure_latency
 from eb_tf.export.tflite import export_tflite
-from eb_tf.pipeline import costs, schedules, trainer
+from eb_tf.pipeline import costs, schedules, trainer, widths
 from eb_tf.pruning.flops import count_flops, count_params
 from eb_tf.pruning.pruner import prune
-from eb_tf.pruning.rounding import round_masks
 from eb_tf.quantization import precision
 from eb_tf.sparsity.regularizers import add_bn_l1, add_weight_decay
 from eb_tf.tuning import search as tuning_search
@@ -68,8 +67,7 @@ def draw(run: tuning_search.SearchRun, ratio: float, threshold: float,
     dense.load_weights(tuning_search.weights_path(run.folder, t))
     float_model = precision.strip_precision(dense)
     masks = mask_at(run.folder, ratio, t)
-    if run.cfg.round_multiple:
-        masks = round_masks(float_model, masks, multiple=run.cfg.round_multiple)
+    masks = widths.for_run(run.cfg, float_model, masks)[0]
     pruned = prune(float_model, masks)
     return pruned, {"epoch": t, "found": bool(entry["found"]),
                     "flops": int(count_flops(pruned).total),

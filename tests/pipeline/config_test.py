@@ -51,7 +51,9 @@ def test_default_config_round_trips_every_field():
     ("lr_milestones", (0.75, 0.5), "fractions of T in increasing order"),
     ("draw_epochs", (0,), "config.draw_epochs=0 is invalid: must be in [1, 160]"),
     ("rewind_epoch", 160, "config.rewind_epoch=160 is invalid: must be in [0, 160)"),
-    ("round_multiple", 1, "config.round_multiple=1 is invalid: must be in [2, inf]"),
+    ("round_multiple", -8, "config.round_multiple=-8 is invalid: must be in [1, inf]"),
+    ("round_multiple", "fast", "config.round_multiple='fast' is invalid: must be auto, none "
+     "or an int >= 1"),
     ("model", " ", "config.model=' ' is invalid: must be a non-empty name"),
     ("augment", "yes", "config.augment='yes' is invalid: must be True or False"),
 ])

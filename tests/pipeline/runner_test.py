@@ -185,3 +185,15 @@ def test_run_refuses_unresolved_ratios_auto_and_names_the_resolver(tmp_path):
                                          r"pipeline runs: call eb_tf.tuning.resolve_auto"):
         runner.run(cfg, str(tmp_path))
     assert not os.listdir(tmp_path)  # refused before the run folder was touched
+
+
+def test_bf16_retrain_trains_in_mixed_precision_and_saves_float32(tmp_path):
+    workdir = str(tmp_path / "bf16")
+    report = runner.run(smoke_config(retrain_precision="bf16"), workdir, print_summary=False)
+    retrain = report["phases"]["retrain"]
+    assert retrain["precision"] == "bf16" and retrain["done"]
+    assert retrain["by_ratio"]["0.5"]["spec"]["dtype_policy"] == "mixed_bfloat16"
+    final = eb_tf.compat.keras.models.load_model(os.path.join(workdir,
+                                                              report["final"]["0.5"]["model"]))
+    assert {layer.dtype_policy.name for layer in final.layers} == {"float32"}
+    assert 0.0 <= report["final"]["0.5"]["test"] <= 1.0

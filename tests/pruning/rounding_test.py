@@ -52,6 +52,30 @@ def test_chain_widths_round_up_to_multiple_reviving_largest_gammas():
     assert testing.max_rel_error(masked(x, training=False), pruned(x, training=False)) <= 1e-4
 
 
+def test_zero_gammas_are_never_counted_nor_revived_and_short_spaces_are_named():
+    model = _chain((16, 24, 9))
+    testing.randomize_bn(model, seed=3)
+    bn0 = model.get_layer("bn0")
+    gamma = bn0.gamma.numpy()
+    gamma[[1, 5, 9]] = 0.0                    # exact zeros: prune folds them away
+    bn0.gamma.assign(gamma)
+    masks = {"bn0": np.abs(gamma) > np.sort(np.abs(gamma))[7],    # keeps 8 nonzero
+             "bn1": np.arange(24) < 10, "bn2": np.ones(9, bool)}
+    masks["bn0"][1] = True                    # kept by the mask, still folded by prune
+    with pytest.warns(UserWarning, match=r"1 channel space\(s\) cannot reach a multiple of "
+                      r"16: 'conv0' \(13 of 16\).*gamma exactly 0"):
+        rounded = eb_tf.round_masks(model, masks, multiple=16)
+    assert not rounded["bn0"][[5, 9]].any()   # zeros are not revived
+    widths = _conv_widths(eb_tf.prune(model, rounded))
+    assert widths["conv0"] == 13              # every nonzero channel of the space
+    assert widths["conv1"] == 16              # physical widths: a multiple
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        eight = eb_tf.round_masks(model, masks, multiple=8)
+    assert _conv_widths(eb_tf.prune(model, eight))["conv0"] == 8
+    assert eb_tf.round_masks(model, masks, multiple="none").keys() == masks.keys()
+
+
 def test_residual_group_rounds_the_union_of_its_members():
     inp = keras.Input((8, 8, 3))
     a = L.BatchNormalization(name="bn_a")(L.Conv2D(12, 1, use_bias=False, name="conv_a")(inp))
@@ -110,7 +134,8 @@ def test_multiple_one_and_full_width_leave_masks_unchanged():
 @pytest.mark.parametrize("multiple", [0, -8, 2.5, True, "8"])
 def test_bad_multiple_names_the_value(multiple):
     model = _chain()
-    with pytest.raises(ValueError, match=r"eb_tf.round_masks: multiple must be an int >= 1, got"):
+    with pytest.raises(ValueError, match=r"eb_tf.round_masks: multiple must be 'auto', 'none' "
+                       r"or an int >= 1, got"):
         eb_tf.round_masks(model, eb_tf.channel_masks(model, 0.5), multiple=multiple)
 
 

@@ -37,8 +37,8 @@ def test_specs_state_every_mode_and_are_json():
 @pytest.mark.parametrize("prec, phase, match", [
     ("int4", "search", r"precision='int4' is not supported for phase 'search'.*'fp32', "
                        r"'int8', 'int8_wage', 'bf16', 'fp16'"),
-    ("bf16", "retrain", r"precision='bf16' is not supported for phase 'retrain'.*"
-                        r"\('fp32', 'int8'\)"),
+    ("int8_wage", "retrain", r"precision='int8_wage' is not supported for phase 'retrain'"
+                             r".*\('fp32', 'int8', 'bf16', 'fp16'\)"),
     ("fp32", "draw", r"phase='draw' is not supported"),
 ])
 def test_unknown_precision_or_phase_is_an_error(prec, phase, match):

@@ -328,7 +328,7 @@ def test_written_config_file_round_trips_to_the_same_run_config(tmp_path):
     spec.loader.exec_module(module)
     assert eb_config.from_config_dict(module.get_config()) == cfg
     assert eb_config.from_config_dict(module.get_config("smoke")) == \
-        eb_config.from_config_dict({**cfg.to_dict(), "smoke": True})
+        eb_config.from_config_dict({**cfg.to_dict(), "smoke": True, "round_multiple": "none"})
     assert "a note" in module.__doc__ and path in module.__doc__
 
 

@@ -1,0 +1,262 @@
+"""Hardware-aware ticket widths: the width multiple whose ticket trains fastest here.
+
+A drawn ticket's odd channel counts can make it train no faster than the dense net, or
+slower: measured on an Intel Xeon (AVX-512, AMX), VGG-16 width 0.5 at p = 0.5 stepped
+at 0.50x dense in fp32 whatever the rounding, but in mixed_bfloat16 at 1.9x dense as
+drawn, 3.6x rounded to multiples of 8 and 0.91x rounded to 16; an AMD EPYC liked 8.
+So the multiple is measured, not assumed: `choose_multiple` rounds the masks to each
+candidate multiple (1 = the exact mask, 8, 16, 32), prunes, and times one SGD step of
+each ticket (`eb_tf.pipeline.step_timing`) in interleaved rounds on this device, in the
+dtype policy and at the batch size of the run; the fastest median wins, and a ticket
+within `TIE` of it with fewer FLOPs wins over it. The table is cached per (CPU model
+and flags or GPU name, TensorFlow version, policy, batch, model, candidate widths), so
+a second draw of the same ticket here measures nothing; `round_masks` is
+`eb_tf.round_masks` with `multiple="auto"` as its default.
+
+Example:
+
+    choice = widths.choose_multiple(model, masks, batch_size=128, policy="mixed_bfloat16")
+    choice.multiple, choice.median_ms         # e.g. 16, {1: 184.0, 8: 127.3, 16: 42.1, 32: 44.0}
+    ticket = eb_tf.prune(model, eb_tf.round_masks(model, masks, multiple=choice.multiple))
+"""
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import time
+import warnings
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from eb_tf import io_utils
+from eb_tf.compat import check_tf_keras_model, keras, tf
+from eb_tf.data import cache
+from eb_tf.pipeline import step_timing
+from eb_tf.pruning import flops as flops_lib
+from eb_tf.pruning import rounding
+from eb_tf.pruning.pruner import prune
+from eb_tf.quantization import precision
+from eb_tf.quantization.modes import POLICIES
+
+__all__ = ["CANDIDATES", "TIE", "WidthChoice", "device_descriptor", "has_bf16", "choose_multiple",
+           "round_masks", "check_round_multiple", "for_run"]
+
+CANDIDATES = (1, 8, 16, 32)
+TIE = 0.03             # medians within 3% are a tie: fewer FLOPs wins
+ROUND_SECONDS = 0.25   # a timed round lasts at least this long
+_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
+          "amx_bf16", "amx_int8", "asimd", "sve")
+
+
+@dataclasses.dataclass(frozen=True)
+class WidthChoice:
+    """What `choose_multiple` measured and chose.
+
+    Attributes:
+      multiple: the chosen width multiple (1 = the exact mask).
+      ms: {candidate: ms per step of each round}.
+      flops: {candidate: ticket FLOPs per sample}.
+      device, policy, batch_size: what was measured on.
+      cached: read from the cache (nothing measured).
+      seconds: time spent measuring (0 when cached).
+    """
+    multiple: int
+    ms: Dict[int, List[float]]
+    flops: Dict[int, int]
+    device: str
+    policy: str
+    batch_size: int
+    cached: bool = False
+    seconds: float = 0.0
+
+    @property
+    def median_ms(self) -> Dict[int, float]:
+        """{candidate: median ms per step over the rounds}."""
+        return {m: float(np.median(v)) for m, v in self.ms.items()}
+
+    def as_dict(self) -> dict:
+        """JSON-ready: the choice, per-candidate medians, rounds and FLOPs."""
+        return {"multiple": self.multiple, "median_ms": self.median_ms,
+                "ms_rounds": self.ms, "flops": self.flops, "device": self.device,
+                "policy": self.policy, "batch_size": self.batch_size,
+                "cached": self.cached, "seconds": round(self.seconds, 3)}
+
+
+def check_round_multiple(value, where: str = "round_multiple") -> Union[int, str]:
+    """`value` as "auto", "none" or an int >= 1; a ValueError names it otherwise."""
+    if value in ("auto", "none"):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{where}: multiple must be 'auto', 'none' or an int >= 1, got "
+                         f"{value!r}")
+    return int(value)
+
+
+def device_descriptor() -> str:
+    """The device the step times belong to: the GPU's name, or the CPU model, the
+    instruction-set flags that matter for its kernels, and the core count."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"gpu:{details.get('device_name', gpus[0].name)} x{len(gpus)}"
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return f"cpu:{model} [{' '.join(f for f in _FLAGS if f in flags)}] x{os.cpu_count()}"
+
+
+def has_bf16(device: Optional[str] = None) -> bool:
+    """Whether the device has fast bfloat16 units: a GPU, or a CPU with AVX512-BF16/AMX."""
+    device = device or device_descriptor()
+    tokens = set(device.replace("[", " ").replace("]", " ").split())
+    return device.startswith("gpu:") or bool(tokens & {"avx512_bf16", "amx_bf16"})
+
+
+def _key(model, widths, policy, batch_size, device) -> str:
+    spec = {"device": device, "tf": tf.__version__, "policy": policy, "batch": batch_size,
+            "model": hashlib.sha256(model.to_json().encode()).hexdigest(),
+            "widths": {str(m): w for m, w in widths.items()}}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _tickets(model, masks, candidates):
+    """{candidate: (rounded masks, pruned model)}, candidates of equal widths once."""
+    out, seen = {}, {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # barriers and short spaces: said elsewhere
+        for m in candidates:
+            rounded = rounding.round_masks(model, masks, "none" if m == 1 else m)
+            widths = tuple(int(v.sum()) for v in rounded.values())
+            if widths in seen:
+                continue
+            seen[widths] = m
+            out[m] = (rounded, prune(model, rounded))
+    return out
+
+
+def _time_rounds(tickets, policy, batch_size, rounds, steps, warmup) -> Dict[int, List[float]]:
+    """ms per step of each ticket in `rounds` interleaved rounds of >= `steps` steps and
+    >= `ROUND_SECONDS` (a short step is noise-dominated: tiny models run more steps)."""
+    fns, data, counts = {}, {}, {}
+    for m, (_, ticket) in tickets.items():
+        if policy != "float32":
+            ticket = precision.with_policy(ticket, policy)
+        fns[m] = step_timing.train_step(ticket)
+        data[m] = step_timing.random_batch(ticket, batch_size)
+        fns[m](*data[m]).numpy()                       # trace
+        start = time.perf_counter()
+        for _ in range(warmup):
+            fns[m](*data[m]).numpy()
+        per_step = (time.perf_counter() - start) / warmup
+        counts[m] = max(steps, int(np.ceil(ROUND_SECONDS / max(per_step, 1e-6))))
+    ms = {m: [] for m in fns}
+    order = list(fns)
+    for r in range(rounds):
+        for m in order[r % len(order):] + order[:r % len(order)]:   # rotate: no fixed slot
+            start = time.perf_counter()
+            for _ in range(counts[m]):
+                loss = fns[m](*data[m])
+            loss.numpy()
+            ms[m].append((time.perf_counter() - start) * 1000.0 / counts[m])
+    return ms
+
+
+def choose_multiple(model, masks, batch_size: Optional[int] = None,
+                    policy: Optional[str] = None, cache_dir: Optional[str] = None,
+                    candidates: Sequence[int] = CANDIDATES, rounds: int = 5, steps: int = 3,
+                    warmup: int = 2) -> WidthChoice:
+    """Measures which width multiple makes the ticket of `masks` train fastest here.
+
+    Args:
+      model: the dense float32 model the masks belong to.
+      masks: {BN key: bool array}, as drawn.
+      batch_size: the training batch (None: 128).
+      policy: the dtype policy the ticket trains in (None: the global policy).
+      cache_dir: where measured tables are kept (None: `<eb_tf cache>/widths`).
+      candidates: the multiples to try (1 = the exact mask).
+      rounds, steps, warmup: interleaved rounds, timed steps per round (at least; a
+        round lasts >= `ROUND_SECONDS`), untimed steps after the trace.
+
+    Returns:
+      A `WidthChoice`; from the cache when this exact table was measured before.
+
+    Raises:
+      ValueError: a bad candidate or count, and what `eb_tf.prune` raises.
+    """
+    where = "eb_tf.pipeline.widths.choose_multiple"
+    check_tf_keras_model(model, where)
+    for m in candidates:
+        rounding.check_multiple(m, where)
+    for name, value in (("rounds", rounds), ("steps", steps), ("warmup", warmup)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{where}: {name}={value!r} must be an int >= 1")
+    batch_size = 128 if batch_size is None else int(batch_size)
+    policy = policy or keras.mixed_precision.global_policy().name
+    device = device_descriptor()
+    tickets = _tickets(model, masks, sorted(set(candidates)))
+    widths = {m: [int(v.sum()) for v in r.values()] for m, (r, _) in tickets.items()}
+    flops = {m: int(flops_lib.count_flops(t).total) for m, (_, t) in tickets.items()}
+    folder = cache_dir or cache.cache_path("widths")
+    path = os.path.join(folder, _key(model, widths, policy, batch_size, device) + ".json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            ms = {int(k): v for k, v in json.load(f)["ms_rounds"].items()}
+        return WidthChoice(_pick(ms, flops), ms, flops, device, policy, batch_size, True)
+    start = time.perf_counter()
+    ms = _time_rounds(tickets, policy, batch_size, rounds, steps, warmup)
+    choice = WidthChoice(_pick(ms, flops), ms, flops, device, policy, batch_size, False,
+                         time.perf_counter() - start)
+    os.makedirs(folder, exist_ok=True)
+    io_utils.atomic_write_json(path, choice.as_dict())
+    return choice
+
+
+def _pick(ms, flops) -> int:
+    medians = {m: float(np.median(v)) for m, v in ms.items()}
+    best = min(medians.values())
+    tied = [m for m in medians if medians[m] <= best * (1 + TIE)]
+    return min(tied, key=lambda m: (flops[m], m))
+
+
+def round_masks(model, masks, multiple: Union[int, str] = "auto",
+                batch_size: Optional[int] = None, policy: Optional[str] = None,
+                cache_dir: Optional[str] = None) -> Dict[str, np.ndarray]:
+    """`eb_tf.pruning.round_masks`, with `multiple="auto"` measured on this device.
+
+    Args:
+      model: the dense model the masks belong to.
+      masks: {BN key: bool array}.
+      multiple: "auto" (the fastest of `CANDIDATES` here: `choose_multiple`), "none"
+        (the masks as they are) or an int >= 1.
+      batch_size, policy, cache_dir: for "auto", see `choose_multiple`.
+
+    Example:
+
+        masks16 = eb_tf.round_masks(model, masks, multiple="auto", batch_size=128)
+    """
+    multiple = check_round_multiple(multiple, "eb_tf.round_masks")
+    if multiple == "auto":
+        multiple = choose_multiple(model, masks, batch_size, policy, cache_dir).multiple
+    return rounding.round_masks(model, masks, "none" if multiple == 1 else multiple)
+
+
+def for_run(cfg, model, masks):
+    """(the masks rounded as `cfg.round_multiple` says, the `WidthChoice` of "auto" or
+    None): what the draw, ThiNet's reference and the tuner's candidates use. "auto"
+    measures at `cfg.batch_size` in the dtype policy of `cfg.retrain_precision`."""
+    multiple, choice = cfg.round_multiple, None
+    if multiple == "auto":
+        policy = POLICIES.get(cfg.retrain_precision, "float32")
+        choice = choose_multiple(model, masks, batch_size=cfg.batch_size, policy=policy)
+        multiple = choice.multiple
+    return rounding.round_masks(model, masks, "none" if multiple == 1 else multiple), choice

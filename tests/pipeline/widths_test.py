@@ -1,0 +1,125 @@
+"""widths: the hardware-aware width multiple, measured, cached and deterministic."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import eb_tf
+from eb_tf.compat import keras
+from eb_tf.pipeline import widths
+from eb_tf.pruning import testing
+
+L = keras.layers
+
+
+def _chain():
+    inp = keras.Input((8, 8, 3))
+    x = inp
+    for i, w in enumerate((13, 21)):
+        x = L.Conv2D(w, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
+        x = L.ReLU()(L.BatchNormalization(name=f"bn{i}")(x))
+    model = keras.Model(inp, L.Dense(4, name="fc")(L.GlobalAveragePooling2D()(x)))
+    testing.randomize_bn(model, seed=3)
+    return model, eb_tf.channel_masks(model, 0.6)
+
+
+def test_choose_multiple_measures_each_distinct_ticket_then_reads_the_cache(tmp_path,
+                                                                              monkeypatch):
+    model, masks = _chain()
+    choice = widths.choose_multiple(model, masks, batch_size=8, cache_dir=str(tmp_path),
+                                    rounds=2, steps=1, warmup=1)
+    # widths: exact (2, 12), x8 (8, 16), x16 (13, 16), x32 (13, 21): four tickets
+    assert sorted(choice.ms) == [1, 8, 16, 32]
+    assert all(len(v) == 2 and min(v) > 0 for v in choice.ms.values())
+    assert choice.flops[1] < choice.flops[8] < choice.flops[32]
+    assert not choice.cached and choice.seconds > 0 and choice.policy == "float32"
+    assert choice.device.startswith(("cpu:", "gpu:"))
+    files = os.listdir(tmp_path)
+    assert len(files) == 1 and files[0].endswith(".json")
+
+    def no_timing(*args, **kwargs):
+        raise AssertionError("a cached table must not be measured again")
+    monkeypatch.setattr(widths, "_time_rounds", no_timing)
+    again = widths.choose_multiple(model, masks, batch_size=8, cache_dir=str(tmp_path))
+    assert again.cached and again.multiple == choice.multiple and again.ms == choice.ms
+    rounded = eb_tf.round_masks(model, masks, batch_size=8, cache_dir=str(tmp_path))
+    expect = eb_tf.pruning.round_masks(model, masks, "none" if choice.multiple == 1
+                                       else choice.multiple)
+    assert all(np.array_equal(rounded[k], expect[k]) for k in masks)
+
+
+def test_the_choice_from_a_table_is_deterministic_and_ties_go_to_fewer_flops(tmp_path):
+    model, masks = _chain()
+    first = widths.choose_multiple(model, masks, batch_size=8, cache_dir=str(tmp_path),
+                                   rounds=1, steps=1, warmup=1)
+    path = os.path.join(tmp_path, os.listdir(tmp_path)[0])
+    for table, expect in (({1: [10.0], 8: [5.0], 16: [9.0], 32: [9.0]}, 8),
+                          ({1: [10.0, 10.2, 9.9], 8: [10.1, 10.0, 10.3], 16: [20.0] * 3,
+                            32: [9.95] * 3}, 1),     # all within 3%: the exact mask
+                          ({1: [30.0], 8: [20.0], 16: [12.0], 32: [12.2]}, 16)):
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"ms_rounds": {str(k): v for k, v in table.items()}}, f)
+        choices = {widths.choose_multiple(model, masks, batch_size=8,
+                                          cache_dir=str(tmp_path)).multiple for _ in range(3)}
+        assert choices == {expect}, table
+    assert first.multiple in (1, 8, 16, 32)
+
+
+def test_policy_and_batch_are_part_of_the_cache_key(tmp_path):
+    model, masks = _chain()
+    widths.choose_multiple(model, masks, batch_size=8, cache_dir=str(tmp_path), rounds=1,
+                           steps=1, warmup=1, candidates=(1, 8))
+    bf16 = widths.choose_multiple(model, masks, batch_size=8, cache_dir=str(tmp_path),
+                                  policy="mixed_bfloat16", rounds=1, steps=1, warmup=1,
+                                  candidates=(1, 8))
+    assert not bf16.cached and bf16.policy == "mixed_bfloat16"
+    assert len(os.listdir(tmp_path)) == 2
+
+
+@pytest.mark.parametrize("value, message", [
+    ("fast", r"eb_tf.round_masks: multiple must be 'auto', 'none' or an int >= 1, got"),
+    (0, r"got 0"), (2.5, r"got 2.5"), (True, r"got True")])
+def test_bad_multiples_are_named(value, message):
+    model, masks = _chain()
+    with pytest.raises(ValueError, match=message):
+        eb_tf.round_masks(model, masks, multiple=value)
+
+
+def test_none_and_int_need_no_measurement():
+    model, masks = _chain()
+    assert all(np.array_equal(v, masks[k])
+               for k, v in eb_tf.round_masks(model, masks, multiple="none").items())
+    eight = eb_tf.round_masks(model, masks, multiple=8)
+    assert [int(v.sum()) for v in eight.values()] == [8, 16]
+
+
+def test_the_draw_measures_auto_records_it_and_a_resume_keeps_it(tmp_path, monkeypatch):
+    from eb_tf.pipeline import runner, run_report  # pylint: disable=import-outside-toplevel
+    from tests.pipeline_testlib import smoke_config  # pylint: disable=import-outside-toplevel
+    monkeypatch.setenv("EB_TF_CACHE", str(tmp_path / "cache"))
+    workdir = str(tmp_path / "run")
+    cfg = smoke_config(round_multiple="auto")
+    ticket = runner.run(cfg, workdir, phases=("search", "draw"),
+                        print_summary=False)["ticket"]["0.5"]
+    choice = ticket["width_choice"]
+    assert choice["multiple"] in widths.CANDIDATES and not choice["cached"]
+    assert ticket["round_multiple"] == choice["multiple"]
+    assert choice["batch_size"] == 32 and choice["policy"] == "float32"
+    assert len(os.listdir(tmp_path / "cache" / "widths")) == 1
+    meta = json.load(open(os.path.join(workdir, "tickets", "p0.5", "meta.json"),
+                          encoding="utf-8"))
+    assert "Widths: round_multiple = auto chose x" in "\n".join(run_report._width_lines(meta))
+
+    def no_timing(*args, **kwargs):
+        raise AssertionError("a resumed run must not measure its drawn ticket again")
+    monkeypatch.setattr(widths, "_time_rounds", no_timing)
+    again = runner.run(cfg, workdir, phases=("search", "draw"),
+                       print_summary=False)["ticket"]["0.5"]
+    assert again["width_choice"] == choice
+
+
+def test_has_bf16_reads_the_device_flags():
+    assert widths.has_bf16("cpu:Xeon [avx2 avx512f avx512_bf16] x2")
+    assert widths.has_bf16("cpu:Xeon [amx_bf16] x2") and widths.has_bf16("gpu:H100 x1")
+    assert not widths.has_bf16("cpu:EPYC [avx2 fma avx512f] x2")
