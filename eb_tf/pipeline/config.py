@@ -164,8 +164,14 @@ SMOKE = {
 
 
 def default_config() -> ml_collections.ConfigDict:
-    """The paper defaults as a ConfigDict: the base every `configs/*.py` starts from."""
-    return ml_collections.ConfigDict(dataclasses.asdict(RunConfig()))
+    """The paper defaults as a ConfigDict: the base every `configs/*.py` starts from.
+
+    `round_multiple` takes a string or an int (`cfg.round_multiple = 16` and
+    `--config.round_multiple=auto` both work).
+    """
+    cfg = ml_collections.ConfigDict(dataclasses.asdict(RunConfig()))
+    cfg.round_multiple = ml_collections.FieldReference(cfg.round_multiple, field_type=object)
+    return cfg
 
 
 def apply_arg(cfg: ml_collections.ConfigDict, arg) -> ml_collections.ConfigDict:

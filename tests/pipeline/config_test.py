@@ -131,3 +131,11 @@ def test_large_lr_config_uses_the_preset():
     cfg = eb_config.from_config_dict(vgg16_cifar10_large_lr.get_config())
     assert (cfg.lr, cfg.warmup_epochs) == (schedules.PRESETS["large_lr"]["lr"],
                                            schedules.PRESETS["large_lr"]["warmup_epochs"])
+
+
+def test_round_multiple_takes_an_int_or_auto_or_none_in_python_and_from_flags():
+    cfg = eb_config.default_config()
+    assert eb_config.from_config_dict(cfg).round_multiple == "auto"
+    for value, expect in ((16, 16), ("8", 8), ("none", "none"), (0, "none")):
+        cfg.round_multiple = value              # an int where the default is a string
+        assert eb_config.from_config_dict(cfg).round_multiple == expect
