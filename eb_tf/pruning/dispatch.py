@@ -24,7 +24,7 @@ from typing import Optional
 
 import numpy as np
 
-from eb_tf.compat import BatchNormalizationBase, TFOpLambda, keras, tf
+from eb_tf.compat import BatchNormalizationBase, TFOpLambda, keras
 from eb_tf.pruning import handlers
 
 __all__ = ["UnmappedLayerError", "resolve", "join_op", "tf_op_name", "UNARY_TF_OPS",
@@ -89,11 +89,15 @@ def _tf_op(op, graph, where) -> handlers.Handler:
     if len(set(op.inputs)) >= 2 or (len(op.inputs) == 2 and name in BINARY_TF_OPS):
         return handlers.JOIN
     channels = graph.tensors[op.inputs[0]].channels
-    for value in tf.nest.flatten((op.node.call_args, list(op.node.call_kwargs.values()))):
+    for value in list(op.node.call_args) + list(op.node.call_kwargs.values()):
         if hasattr(value, "_keras_history") or isinstance(value, (str, bool)) \
                 or value is None:
             continue
-        shape = np.shape(value)
+        try:
+            shape = np.shape(value)          # arrays, tensors and Python lists alike
+        except ValueError:                   # a ragged list: not an elementwise constant
+            raise _unmapped(layer, f"applies tf.{layer.symbol} to an operand of no array "
+                            "shape", where) from None
         if shape and shape[-1] not in (1, channels):
             raise _unmapped(layer, f"applies tf.{layer.symbol} with a constant of shape "
                             f"{shape}, which mixes the {channels} channels", where)

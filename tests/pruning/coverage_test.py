@@ -82,11 +82,12 @@ def test_tf_ops_hard_swish_scalar_and_per_channel_constants():
     x = L.Multiply()([x, L.ReLU(6.0)(x + 3.0) * (1.0 / 6.0)])      # MobileNetV3 hard-swish
     x = tf.nn.relu6(x) - 1.0
     x = x * tf.constant(np.linspace(-1, 1, 6), tf.float32) + np.arange(6, dtype=np.float32)
+    x = tf.math.maximum(x, [0.5, -1.0, 0.0, 2.0, 0.1, -0.3])       # a Python list operand
     x = _cbr(x, 4, "bn2", kernel=1)
     model = keras.Model(inp, L.Dense(2)(L.Flatten()(x)))
     kinds = {op.layer.name: dispatch.resolve(op, graph.build(model)).kind
              for op in graph.build(model).ops if dispatch.tf_op_name(op.layer)}
-    assert set(kinds.values()) == {"unary"} and len(kinds) == 6
+    assert set(kinds.values()) == {"unary"} and len(kinds) == 7
     pruned = _prune_exact(model, {"bn1": np.array([1, 1, 0, 1, 0, 0], bool),
                                   "bn2": np.ones(4, bool)})
     assert pruned.get_layer("bn1_conv").filters == 3
