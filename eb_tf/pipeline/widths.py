@@ -129,26 +129,32 @@ def _key(model, widths, policy, batch_size, device) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def _tickets(model, masks, candidates):
-    """{candidate: (rounded masks, pruned model)}, candidates of equal widths once."""
-    out, seen = {}, {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")          # barriers and short spaces: said elsewhere
-        for m in candidates:
+def _rounded(model, masks, candidates):
+    """{candidate: (rounded masks, the warnings rounding gave)}, equal widths once."""
+    out, seen = {}, set()
+    for m in candidates:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             rounded = rounding.round_masks(model, masks, "none" if m == 1 else m)
-            widths = tuple(int(v.sum()) for v in rounded.values())
-            if widths in seen:
-                continue
-            seen[widths] = m
-            out[m] = (rounded, prune(model, rounded))
+        widths = tuple(int(v.sum()) for v in rounded.values())
+        if widths not in seen:
+            seen.add(widths)
+            out[m] = (rounded, caught)
     return out
+
+
+def _pruned(model, rounded) -> dict:
+    """{candidate: its ticket}: pruned only when something is measured or counted."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # barriers: prune says it at the draw
+        return {m: prune(model, r) for m, (r, _) in rounded.items()}
 
 
 def _time_rounds(tickets, policy, batch_size, rounds, steps, warmup) -> Dict[int, List[float]]:
     """ms per step of each ticket in `rounds` interleaved rounds of >= `steps` steps and
     >= `ROUND_SECONDS` (a short step is noise-dominated: tiny models run more steps)."""
     fns, data, counts = {}, {}, {}
-    for m, (_, ticket) in tickets.items():
+    for m, ticket in tickets.items():
         if policy != "float32":
             ticket = precision.with_policy(ticket, policy)
         fns[m] = step_timing.train_step(ticket)
@@ -193,6 +199,13 @@ def choose_multiple(model, masks, batch_size: Optional[int] = None,
     Raises:
       ValueError: a bad candidate or count, and what `eb_tf.prune` raises.
     """
+    return _choose(model, masks, batch_size, policy, cache_dir, candidates, rounds, steps,
+                   warmup)[0]
+
+
+def _choose(model, masks, batch_size=None, policy=None, cache_dir=None,
+            candidates=CANDIDATES, rounds=5, steps=3, warmup=2):
+    """(`choose_multiple`'s choice, {candidate: (rounded masks, rounding's warnings)})."""
     where = "eb_tf.pipeline.widths.choose_multiple"
     check_tf_keras_model(model, where)
     for m in candidates:
@@ -203,22 +216,36 @@ def choose_multiple(model, masks, batch_size: Optional[int] = None,
     batch_size = 128 if batch_size is None else int(batch_size)
     policy = policy or keras.mixed_precision.global_policy().name
     device = device_descriptor()
-    tickets = _tickets(model, masks, sorted(set(candidates)))
-    widths = {m: [int(v.sum()) for v in r.values()] for m, (r, _) in tickets.items()}
-    flops = {m: int(flops_lib.count_flops(t).total) for m, (_, t) in tickets.items()}
+    rounded = _rounded(model, masks, sorted(set(candidates)))
+    widths = {m: [int(v.sum()) for v in r.values()] for m, (r, _) in rounded.items()}
     folder = cache_dir or cache.cache_path("widths")
     path = os.path.join(folder, _key(model, widths, policy, batch_size, device) + ".json")
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
-            ms = {int(k): v for k, v in json.load(f)["ms_rounds"].items()}
-        return WidthChoice(_pick(ms, flops), ms, flops, device, policy, batch_size, True)
+            table = json.load(f)
+        ms = {int(k): v for k, v in table["ms_rounds"].items()}
+        flops = ({int(k): v for k, v in table["flops"].items()} if "flops" in table else
+                 {m: int(flops_lib.count_flops(t).total)
+                  for m, t in _pruned(model, rounded).items()})
+        return (WidthChoice(_pick(ms, flops), ms, flops, device, policy, batch_size, True),
+                rounded)
+    tickets = _pruned(model, rounded)
+    flops = {m: int(flops_lib.count_flops(t).total) for m, t in tickets.items()}
     start = time.perf_counter()
     ms = _time_rounds(tickets, policy, batch_size, rounds, steps, warmup)
     choice = WidthChoice(_pick(ms, flops), ms, flops, device, policy, batch_size, False,
                          time.perf_counter() - start)
     os.makedirs(folder, exist_ok=True)
     io_utils.atomic_write_json(path, choice.as_dict())
-    return choice
+    return choice, rounded
+
+
+def _chosen_masks(choice, rounded):
+    """The rounded masks of the chosen multiple, with the warnings rounding gave them."""
+    masks, caught = rounded[choice.multiple]
+    for w in caught:
+        warnings.warn(w.message, w.category, stacklevel=3)
+    return masks
 
 
 def _pick(ms, flops) -> int:
@@ -246,7 +273,7 @@ def round_masks(model, masks, multiple: Union[int, str] = "auto",
     """
     multiple = check_round_multiple(multiple, "eb_tf.round_masks")
     if multiple == "auto":
-        multiple = choose_multiple(model, masks, batch_size, policy, cache_dir).multiple
+        return _chosen_masks(*_choose(model, masks, batch_size, policy, cache_dir))
     return rounding.round_masks(model, masks, "none" if multiple == 1 else multiple)
 
 
@@ -254,9 +281,9 @@ def for_run(cfg, model, masks):
     """(the masks rounded as `cfg.round_multiple` says, the `WidthChoice` of "auto" or
     None): what the draw, ThiNet's reference and the tuner's candidates use. "auto"
     measures at `cfg.batch_size` in the dtype policy of `cfg.retrain_precision`."""
-    multiple, choice = cfg.round_multiple, None
+    multiple = cfg.round_multiple
     if multiple == "auto":
         policy = POLICIES.get(cfg.retrain_precision, "float32")
-        choice = choose_multiple(model, masks, batch_size=cfg.batch_size, policy=policy)
-        multiple = choice.multiple
-    return rounding.round_masks(model, masks, "none" if multiple == 1 else multiple), choice
+        choice, rounded = _choose(model, masks, batch_size=cfg.batch_size, policy=policy)
+        return _chosen_masks(choice, rounded), choice
+    return rounding.round_masks(model, masks, "none" if multiple == 1 else multiple), None

@@ -40,7 +40,8 @@ from eb_tf.compat import BatchNormalizationBase, CustomScaleLayer, keras
 from eb_tf.pruning.channel_select import ChannelSelect
 
 __all__ = ["Handler", "REGISTRY", "KINDS", "register", "supported_types", "slice_weights",
-           "new_config", "weight_name", "BARRIER", "JOIN", "GROUPED_CONV", "DEPTHWISE_CONV"]
+           "new_config", "weight_name", "slice_channels", "BARRIER", "JOIN", "GROUPED_CONV",
+           "DEPTHWISE_CONV"]
 
 L = keras.layers
 KINDS = ("unary", "producer", "join", "concat", "flatten", "select", "barrier")
@@ -234,13 +235,13 @@ def _slice_grouped(layer, out, p_in, a_out, channels):
     return out
 
 
-def _slice_config_value(value, p_in, channels):
-    if value is None or np.ndim(value) == 0 or channels <= 1:
+def slice_channels(value, p_in, channels: int):
+    """`value` (an array, tensor or list) with its last axis cut to `p_in` when it holds
+    one entry per channel (of `channels` > 1); scalars, None and other shapes unchanged."""
+    if value is None or isinstance(value, (str, bool)) or np.ndim(value) == 0 or channels <= 1:
         return value
     array = np.asarray(value)
-    if array.shape[-1] != channels:
-        return value
-    return _take(array, p_in, -1).tolist()
+    return _take(array, p_in, -1) if array.shape[-1] == channels else value
 
 
 def new_config(handler: Handler, layer, p_in, a_out, select=None, fold_bias=False,
@@ -253,7 +254,8 @@ def new_config(handler: Handler, layer, p_in, a_out, select=None, fold_bias=Fals
             config[key] = int(len(p_in))
         for key in handler.channel_config:
             if key in config and channels is not None:
-                config[key] = _slice_config_value(config[key], p_in, channels)
+                sliced = slice_channels(config[key], p_in, channels)
+                config[key] = sliced.tolist() if sliced is not config[key] else sliced
     if handler.kind == "producer":
         config[handler.width_key] = int(len(a_out))
         if fold_bias:

@@ -217,11 +217,9 @@ class _Rebuilder:
         p_in, channels = self.plan.p_in[(op.index, 0)], self.plan.channels(op.inputs[0])
 
         def cut(value):
-            if hasattr(value, "_keras_history") or isinstance(value, (str, bool)) \
-                    or value is None or np.ndim(value) == 0:
+            if hasattr(value, "_keras_history"):          # the op's tensor input
                 return value
-            array = np.asarray(value)
-            return np.take(array, p_in, axis=-1) if array.shape[-1] == channels else value
+            return handlers.slice_channels(value, p_in, channels)
 
         return [cut(a) for a in args], {k: cut(v) for k, v in kwargs.items()}
 
