@@ -169,7 +169,8 @@ def run_benchmark(config, workdir: str, splits=None) -> dict:
 
     Returns:
       The bench.json dict: `config`, `options`, `rows` (one per method and p, see
-      `eb_tf.bench.report.method_row`), `micro`, `notes`, `files`.
+      `eb_tf.bench.report.method_row`), `micro`, `overhead` (each phase's seconds beyond
+      its steps at the bare step time: `eb_tf.bench.report.overheads`), `notes`, `files`.
 
     Raises:
       ValueError: a bad run or bench field (named), or what the pipeline rejects.
@@ -216,6 +217,7 @@ def run_benchmark(config, workdir: str, splits=None) -> dict:
               "rows": rows,
               "micro": _micro(workdir, base, options, context.reports),
               "notes": _notes(base, rows)}
+    result["overhead"] = bench_report.overheads(rows, result["micro"])
     files = {"json": os.path.join(workdir, "bench.json"),
              "markdown": os.path.join(workdir, "bench.md"),
              "plot": os.path.join(workdir, "bench.png")}

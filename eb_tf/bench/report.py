@@ -37,7 +37,8 @@ from typing import List, Optional
 from eb_tf.bench import step_time as step_bench
 from eb_tf.pipeline import costs, methods, plots
 
-__all__ = ["predicted_cost", "method_row", "add_ratios", "markdown", "plot", "REFERENCES"]
+__all__ = ["predicted_cost", "method_row", "add_ratios", "overheads", "markdown", "plot",
+           "REFERENCES"]
 
 REFERENCES = ("dense", "ns")   # the rows every other row is compared with (vs_dense, vs_ns)
 
@@ -88,7 +89,8 @@ def method_row(report: dict, method: str, ratio: Optional[float], run_path: str,
     dense_flops = parts[record.phases[0]]["forward_flops_per_sample"]
     row = {"method": method, "ratio": ratio, "run_dir": run_path,
            "test_acc": final["test"], "val_acc": final.get("validation"),
-           "phases": {k: {f: p[f] for f in ("epochs", "seconds", "flops")}
+           "phases": {k: {f: p.get(f) for f in ("epochs", "seconds", "flops", "precision",
+                                                 "timing")}
                       for k, p in parts.items()},
            "epochs": sum(p["epochs"] for p in parts.values()),
            "seconds": round(sum(p["seconds"] for p in parts.values()), 3),
@@ -131,6 +133,64 @@ def add_ratios(rows: List[dict]) -> List[dict]:
         ratio = (row["vs_dense"] or {}).get("seconds")
         row["time_over_predicted"] = None if ratio is None else ratio / row["predicted_cost"]
     return rows
+
+
+def overheads(rows: List[dict], micro: dict) -> List[dict]:
+    """What each training phase spent beyond its steps at the bare step time.
+
+    overhead = the phase's seconds - validation - steps x the median bare-step ms of its
+    model, measured in the same process (`micro["step_time"]`: the eb run's dense net
+    for every dense-net phase, its ticket for the eb rows' retrain), as a share of the
+    phase's seconds without validation; validation's share of all its seconds beside it.
+    Phases without a measured model, a fit clock (an older run) or in another precision
+    than the float32 micro-benchmark get no line.
+
+    Returns:
+      [{"method", "ratio", "phase", "steps", "bare_ms", "seconds", "timing",
+        "overhead_seconds", "overhead_fraction", "validation_fraction"}].
+    """
+    step = (micro or {}).get("step_time") or {}
+    times = {name: r["ms_per_step"] for name, r in step.get("rows", {}).items()}
+    ticket = f"pruned p={step['ratio']:g}" if "ratio" in step else None
+    out = []
+    for r in rows:
+        for phase, p in r["phases"].items():
+            timing = p.get("timing") or {}
+            model = "dense" if phase in ("search", "train") else \
+                ticket if phase == "retrain" and methods.resolve(r["method"])[0].stops_at_ticket \
+                and r["ratio"] == step.get("ratio") else None
+            if not timing.get("steps") or model not in times or p.get("precision") != "fp32":
+                continue
+            steps, seconds = int(timing["steps"]), float(p["seconds"])
+            busy = seconds - timing.get("validation", 0.0)
+            overhead = busy - steps * times[model] / 1e3
+            out.append({"method": r["method"], "ratio": r["ratio"], "phase": phase,
+                        "steps": steps, "bare_ms": times[model], "seconds": seconds,
+                        "timing": timing, "overhead_seconds": round(overhead, 3),
+                        "overhead_fraction": overhead / busy if busy > 0 else None,
+                        "validation_fraction": timing.get("validation", 0.0) / seconds
+                        if seconds > 0 else None})
+    return out
+
+
+def _overhead_lines(lines_in: List[dict]) -> List[str]:
+    lines = ["", "## Phase overhead", "",
+             "overhead = phase seconds - validation - steps x bare ms/step (the micro-benchmark "
+             "below, same process), as a share of the phase without validation:", "",
+             "| method | p | phase | steps | bare ms/step | phase s | train s | validation s "
+             "| epoch end + checkpoint s | setup + teardown s | overhead | validation share |",
+             "|" + " --- |" * 12]
+    for o in lines_in:
+        t = o["timing"]
+        lines.append(" | ".join([
+            f"| {o['method']}", _fmt(o["ratio"], "{:g}"), o["phase"], str(o["steps"]),
+            f"{o['bare_ms']:.1f}", f"{o['seconds']:.1f}", f"{t.get('train', 0):.1f}",
+            f"{t.get('validation', 0):.1f}",
+            f"{t.get('epoch_end', 0) + t.get('checkpoint', 0):.1f}",
+            f"{t.get('setup', 0) + t.get('teardown', 0):.1f}",
+            _fmt(o["overhead_fraction"], "{:.1%}"), _fmt(o["validation_fraction"], "{:.1%}")
+            + " |"]))
+    return lines
 
 
 def _fmt(value, spec="{:.3f}"):
@@ -177,6 +237,8 @@ def markdown(result: dict) -> str:
                   f"(the eb run's dense net, its p={s['ratio']:g} ticket, the ticket rounded "
                   f"to x{s['round_multiple']} widths):", "",
                   step_bench.format_step_table(s["rows"])]
+    if result.get("overhead"):
+        lines += _overhead_lines(result["overhead"])
     lines += ["", "## Notes", ""] + [f"- {n}" for n in result.get("notes", [])]
     return "\n".join(lines) + "\n"
 

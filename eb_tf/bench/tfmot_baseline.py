@@ -141,7 +141,8 @@ def _train(cfg, rd, splits, target_params, schedule, end_fraction):
     end = result["end_epoch"]
     record = costs.phase_record(end, result["meter"], flops,
                                 end * trainer.samples_per_epoch(splits), "fp32", done=True,
-                                last_epoch=end, sparsity=round(sparsity, 6), schedule=schedule)
+                                last_epoch=end, sparsity=round(sparsity, 6), schedule=schedule,
+                                timing=result["timing"])
     acc = trainer.evaluate(final, splits, cfg)
     rd.update_report(method="tfmot", phases={"train": record}, tfmot={
         "sparsity": sparsity, "schedule": schedule, "end_fraction": end_fraction,

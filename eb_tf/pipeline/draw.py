@@ -4,8 +4,10 @@ For each pruning ratio: take the mask of the ticket epoch t (the EarlyBird files
 search) for a method whose record `stops_at_ticket`, else (or if no ticket emerged) draw
 it from the last epoch; load into the dense model the weights the retrain starts from,
 as the record's retrain mode says (`eb_tf.pipeline.methods`: epoch t for `inherit`, the
-last epoch for `trained`, epoch k for `rewind`), strip low-precision wrappers, optionally
-`round_masks`, then `prune`. A record with its own `select` (SNIP, ThiNet:
+last epoch for `trained`, epoch k for `rewind`), strip low-precision wrappers, round the
+mask to `config.round_multiple` (`auto`: the width multiple measured fastest here,
+`eb_tf.pipeline.widths`, for at most `widths.BUDGET_FRACTION` of the ticket's predicted
+retrain: T - t epochs at the median search epoch x the kept channel share), then `prune`. A record with its own `select` (SNIP, ThiNet:
 `eb_tf.pipeline.baseline_methods`) chooses the channels itself, on those weights, and
 may hand back a changed copy to prune (ThiNet's rescaled kernels); its scoring passes
 are counted in the phase's `flops` (`scoring_flops`) and in meta.json's `scoring`
@@ -126,15 +128,17 @@ def draw(cfg, rd, splits=None):
             _set_weights(dense, last, src)
         tickets[run_dir.ratio_name(ratio)] = _draw_one(
             cfg, rd.ticket_dir(ratio), source, masks, ratio, entry["epoch"], start, dense_info,
-            found=entry["found"], splits=splits, scoring=scoring)
+            found=entry["found"], splits=splits, scoring=scoring,
+            budget=_width_budget(cfg, rd, masks, start))
     for t in cfg.draw_epochs:  # paper Fig. 1: tickets drawn at chosen epochs
         for ratio in cfg.ratios:
             folder = rd.search_dir("eb", f"epoch{t}", run_dir.ratio_key(ratio))
             if os.path.exists(os.path.join(folder, "weights.h5")):
                 _set_weights(dense, last, os.path.join(folder, "weights.h5"))
-                info = _draw_one(cfg, rd.ticket_dir(ratio, t), dense,
-                                 read_mask(os.path.join(folder, "mask.npz")), ratio, t, t,
-                                 dense_info, found=False, splits=splits)
+                masks = read_mask(os.path.join(folder, "mask.npz"))
+                info = _draw_one(cfg, rd.ticket_dir(ratio, t), dense, masks, ratio, t, t,
+                                 dense_info, found=False, splits=splits,
+                                 budget=_width_budget(cfg, rd, masks, t))
                 tickets[f"{run_dir.ratio_name(ratio)}@e{t}"] = info
     meter.stop()
     calibrated = [t["bn_calibration"] for t in tickets.values()]
@@ -178,10 +182,23 @@ def _select(cfg, select, dense, ratio, splits, dense_info):
         "seconds": round(meter.seconds, 3), "x_dense": choice.flops / max(run, 1)}
 
 
+def _width_budget(cfg, rd, masks, start) -> Optional[float]:
+    """`widths.retrain_budget` of a ticket: T - start epochs at the median search
+    epoch's training seconds x the kept channel share (None without a search history)."""
+    path = rd.search_dir("history.json")
+    history = io_utils.read_json(path) if os.path.exists(path) else []
+    seconds = [h.get("train_seconds", h.get("seconds")) for h in history]
+    seconds = [s for s in seconds if s is not None]
+    if not seconds:
+        return None
+    kept = float(np.mean(np.concatenate([np.asarray(m, bool) for m in masks.values()])))
+    return widths.retrain_budget(cfg.epochs - start, float(np.median(seconds)), kept)
+
+
 def _draw_one(cfg, folder, dense, masks, ratio, epoch, start, dense_info, found, splits,
-              scoring=None):
+              scoring=None, budget=None):
     float_model = precision_lib.strip_precision(dense)
-    masks, width_choice = widths.for_run(cfg, float_model, masks)
+    masks, width_choice = widths.for_run(cfg, float_model, masks, budget)
     pruned = prune(float_model, masks)
     if methods.get(cfg.method).retrain_mode(cfg) == "reinit":
         keras.utils.set_random_seed(cfg.seed)

@@ -1,7 +1,7 @@
 """Health checks of a run: a diverged phase is an error, a useless result is a warning.
 
 - `DivergenceCheck`, the Keras callback `trainer.fit_resumable` puts first in every
-  phase: a non-finite training or validation loss or weight at an epoch end stops the
+  phase (after the clock, which only reads the time): a non-finite training or validation loss or weight at an epoch end stops the
   phase with `TrainingDiverged` (a ValueError) naming the phase, the epoch and the
   likely cause. It checks the loss Keras reports (the epoch's mean of the batch losses,
   non-finite if any batch was), not the gradients: a step that fp16 loss scaling skips

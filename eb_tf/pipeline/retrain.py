@@ -64,7 +64,7 @@ def _retrain_one(cfg, rd, splits, ratio):
     record = costs.phase_record(
         epochs, result["meter"], count_flops(model).total,
         epochs * trainer.samples_per_epoch(splits), cfg.retrain_precision, done=True,
-        start_epoch=start, spec=prepared.spec)
+        start_epoch=start, spec=prepared.spec, timing=result["timing"])
     acc = trainer.evaluate(model, splits, cfg)
     return record, {**acc, "model": os.path.relpath(final, rd.path), "params": meta["params"],
                     "flops": meta["flops"]}

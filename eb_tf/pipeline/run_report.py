@@ -231,7 +231,13 @@ def _width_lines(meta) -> List[str]:
     choice = meta.get("width_choice")
     if not choice:
         return [f"Widths: round_multiple = {meta.get('round_multiple')} (not measured).", ""]
-    how = "cached" if choice["cached"] else f"measured in {choice['seconds']:.1f} s"
+    budget = choice.get("budget_seconds")
+    how = ("cached" if choice["cached"] else f"measured in {choice['seconds']:.1f} s") + \
+        ("" if budget is None else f" of a {budget:.1f} s budget")
+    if choice.get("source") == "prior":
+        return [f"Widths: round_multiple = auto took x{choice['multiple']} unmeasured, the latest "
+                "choice measured on this device, policy and batch: tracing the candidates "
+                f"would exceed the {budget:.1f} s budget (a share of the predicted retrain).", ""]
     lines = [f"Widths: round_multiple = auto chose x{choice['multiple']} on {choice['device']} "
              f"({choice['policy']}, batch {choice['batch_size']}; {how}):",
              "", "| multiple | ms/step (median) | rounds (ms) | MFLOPs/sample |",

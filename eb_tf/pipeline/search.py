@@ -61,7 +61,7 @@ def search(cfg, rd, splits):
         callbacks.append(trainer.SaveWeightsAt(rewind, rd.search_dir(f"weights_e{rewind}.h5")))
     done = (lambda: all(v is not None for v in bird.found_epochs.values())) \
         if bird is not None and bird.stop_training else None
-    result = {"end_epoch": 0, "meter": costs.PhaseMeter(), "history": []} \
+    result = {"end_epoch": 0, "meter": costs.PhaseMeter(), "history": [], "timing": None} \
         if method.draws_at_init else trainer.fit_resumable(
             model, cfg, splits, rd.search_dir("ckpt"), 0, callbacks, stateful,
             rd.tb_dir("search"), done)
@@ -70,7 +70,8 @@ def search(cfg, rd, splits):
     end = result["end_epoch"]
     record = costs.phase_record(end, result["meter"], count_flops(model).total,
                                 end * trainer.samples_per_epoch(splits), cfg.search_precision,
-                                done=True, last_epoch=end, spec=prepared.spec)
+                                done=True, last_epoch=end, spec=prepared.spec,
+                                timing=result["timing"])
     sections = {"phases": {"search": record}}
     if method.prunes:
         found = bird.found_epochs if bird is not None else dict.fromkeys(cfg.ratios)

@@ -23,7 +23,7 @@ import numpy as np
 
 from eb_tf import io_utils
 from eb_tf.compat import keras, tf
-from eb_tf.pipeline import costs, health, schedules
+from eb_tf.pipeline import costs, fit_clock, health, schedules
 
 __all__ = ["compile_for_training", "training_loss", "EpochCheckpoint", "MaskRecorder",
            "SaveWeightsAt", "fit_resumable", "evaluate", "samples_per_epoch",
@@ -85,15 +85,18 @@ class EpochCheckpoint(keras.callbacks.Callback):
     """After each epoch: model + optimizer + JSON state into `path/`, atomically.
 
     `stateful` objects (EarlyBird...) expose `get_state()`/`set_state()`; `meter` is the
-    phase's `costs.PhaseMeter`; `extra` is called for more JSON state.
+    phase's `costs.PhaseMeter`; `clock` its `fit_clock.FitClock` (told when the
+    checkpoint is written; its state is saved too).
     """
 
     def __init__(self, path: str, stateful: Optional[Dict[str, object]] = None,
-                 meter: Optional[costs.PhaseMeter] = None, history: Optional[List] = None):
+                 meter: Optional[costs.PhaseMeter] = None, history: Optional[List] = None,
+                 clock: Optional[fit_clock.FitClock] = None):
         super().__init__()
         self.path = path
         self.stateful = stateful or {}
         self.meter = meter
+        self.clock = clock
         self.history = history if history is not None else []
 
     def exists(self) -> bool:
@@ -105,12 +108,19 @@ class EpochCheckpoint(keras.callbacks.Callback):
             before = self.meter.seconds
             self.meter.lap()
             entry["seconds"] = round(self.meter.seconds - before, 3)  # wall-clock, epoch
+        if self.clock is not None:
+            entry.update({f"{part}_seconds": round(value, 3)
+                          for part, value in self.clock.last_epoch.items() if value is not None})
+            self.clock.checkpoint_started()
         self.history.append(entry)
         self.save(epoch + 1)
+        if self.clock is not None:
+            self.clock.checkpoint_done()
 
     def save(self, epoch: int):
         state = {"epoch": int(epoch), "history": self.history,
                  "meter": self.meter.state() if self.meter else None,
+                 "clock": self.clock.state() if self.clock else None,
                  "stateful": {k: v.get_state() for k, v in self.stateful.items()}}
         with io_utils.atomic_dir(self.path) as tmp:
             tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer).write(
@@ -216,21 +226,24 @@ def fit_resumable(model, cfg, splits, ckpt_dir: str, initial_epoch: int,
 
     Returns:
       {"start_epoch", "end_epoch", "epochs_run" (completed in all sessions), "history",
-       "meter" (the PhaseMeter)}.
+       "meter" (the PhaseMeter), "timing" (`fit_clock.FitClock.state()`: seconds of
+       set-up, training steps, validation, epoch-end work, checkpoints, tear-down, and
+       the steps run, all sessions)}.
 
     Raises:
       eb_tf.pipeline.health.TrainingDiverged: (a ValueError) the loss or the weights
         became NaN/Inf; names the phase (from `ckpt_dir`), the epoch and the likely
         cause; the last completed epoch stays checkpointed.
     """
-    meter = costs.PhaseMeter()
-    ckpt = EpochCheckpoint(ckpt_dir, stateful, meter)
+    meter, clock = costs.PhaseMeter(), fit_clock.FitClock()
+    ckpt = EpochCheckpoint(ckpt_dir, stateful, meter, clock=clock)
     start = initial_epoch
     if ckpt.exists():
         state = ckpt.restore(model)
         start = int(state["epoch"])
         meter = costs.PhaseMeter(state.get("meter"), counter=meter.counter)
-        ckpt.meter = meter
+        clock = fit_clock.FitClock(state.get("clock"))
+        ckpt.meter, ckpt.clock = meter, clock
         if cfg.verbose:
             print(f"resuming from the checkpoint of epoch {start} in {ckpt_dir}")
     end = start
@@ -241,14 +254,17 @@ def fit_resumable(model, cfg, splits, ckpt_dir: str, initial_epoch: int,
         # First: a NaN stops the phase before EarlyBird and the checkpoint see it.
         check = health.DivergenceCheck(health.phase_of(ckpt_dir), cfg)
         meter.start()
+        clock.fit_called()
         model.fit(splits.train_epochs(start, cfg.epochs), steps_per_epoch=splits.steps_per_epoch,
                   initial_epoch=start, epochs=cfg.epochs, validation_data=eval_data(
                       splits.validation(), cfg),
-                  callbacks=[check, lr, *callbacks, *extra, ckpt], verbose=cfg.verbose)
+                  callbacks=[clock, check, lr, *callbacks, *extra, ckpt], verbose=cfg.verbose)
+        clock.fit_returned()
         meter.stop()
         end = ckpt.history[-1]["epoch"] if ckpt.history else start
     return {"start_epoch": initial_epoch, "end_epoch": int(end),
-            "epochs_run": int(end) - initial_epoch, "history": ckpt.history, "meter": meter}
+            "epochs_run": int(end) - initial_epoch, "history": ckpt.history, "meter": meter,
+            "timing": clock.state()}
 
 
 def eval_data(dataset, cfg):

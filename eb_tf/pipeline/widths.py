@@ -13,6 +13,16 @@ and flags or GPU name, TensorFlow version, policy, batch, model, candidate width
 a second draw of the same ticket here measures nothing; `round_masks` is
 `eb_tf.round_masks` with `multiple="auto"` as its default.
 
+The measurement costs what it may save only in a long retrain: a draw gives it a
+`budget_seconds` of `BUDGET_FRACTION` of the ticket's predicted retrain (`for_run`).
+The rounds shrink to fit it; when not even tracing every candidate fits (a retrain of a
+few seconds), nothing is measured and the choice falls back to the prior: the
+multiple measured fastest most recently on this device, policy and batch for any
+model (`source: "prior"`). With no prior yet the candidates are measured for one
+round (the cheapest measurement, e.g. 7 s instead of 14 s for VGG-16 width 0.25 at
+batch 128, and the prior of later draws): the exact mask, the only unmeasured
+alternative, stepped at 1.45x the dense net here where the x8 ticket took 0.83x.
+
 Example:
 
     choice = widths.choose_multiple(model, masks, batch_size=128, policy="mixed_bfloat16")
@@ -40,12 +50,14 @@ from eb_tf.pruning.pruner import prune
 from eb_tf.quantization import precision
 from eb_tf.quantization.modes import POLICIES
 
-__all__ = ["CANDIDATES", "TIE", "WidthChoice", "device_descriptor", "has_bf16", "choose_multiple",
-           "round_masks", "check_round_multiple", "for_run"]
+__all__ = ["CANDIDATES", "TIE", "BUDGET_FRACTION", "WidthChoice", "device_descriptor",
+           "has_bf16", "choose_multiple", "round_masks", "check_round_multiple", "for_run",
+           "retrain_budget"]
 
 CANDIDATES = (1, 8, 16, 32)
 TIE = 0.03             # medians within 3% are a tie: fewer FLOPs wins
 ROUND_SECONDS = 0.25   # a timed round lasts at least this long
+BUDGET_FRACTION = 0.05  # a draw measures for at most 5% of the retrain it speeds up
 _FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
           "amx_bf16", "amx_int8", "asimd", "sve")
 
@@ -61,6 +73,9 @@ class WidthChoice:
       device, policy, batch_size: what was measured on.
       cached: read from the cache (nothing measured).
       seconds: time spent measuring (0 when cached).
+      source: "measured" (here, now or cached) or "prior" (over budget: the latest
+        measured choice on this device, policy and batch).
+      budget_seconds: the measurement's budget (None: unlimited).
     """
     multiple: int
     ms: Dict[int, List[float]]
@@ -70,6 +85,8 @@ class WidthChoice:
     batch_size: int
     cached: bool = False
     seconds: float = 0.0
+    source: str = "measured"
+    budget_seconds: Optional[float] = None
 
     @property
     def median_ms(self) -> Dict[int, float]:
@@ -81,7 +98,8 @@ class WidthChoice:
         return {"multiple": self.multiple, "median_ms": self.median_ms,
                 "ms_rounds": self.ms, "flops": self.flops, "device": self.device,
                 "policy": self.policy, "batch_size": self.batch_size,
-                "cached": self.cached, "seconds": round(self.seconds, 3)}
+                "cached": self.cached, "seconds": round(self.seconds, 3),
+                "source": self.source, "budget_seconds": self.budget_seconds}
 
 
 def check_round_multiple(value, where: str = "round_multiple") -> Union[int, str]:
@@ -150,21 +168,35 @@ def _pruned(model, rounded) -> dict:
         return {m: prune(model, r) for m, (r, _) in rounded.items()}
 
 
-def _time_rounds(tickets, policy, batch_size, rounds, steps, warmup) -> Dict[int, List[float]]:
+def _time_rounds(tickets, policy, batch_size, rounds, steps, warmup,
+                 budget=None) -> Optional[Dict[int, List[float]]]:
     """ms per step of each ticket in `rounds` interleaved rounds of >= `steps` steps and
-    >= `ROUND_SECONDS` (a short step is noise-dominated: tiny models run more steps)."""
-    fns, data, counts = {}, {}, {}
-    for m, ticket in tickets.items():
+    >= `ROUND_SECONDS` (a short step is noise-dominated: tiny models run more steps).
+
+    With a `budget` (seconds), the rounds shrink to fit what is left after tracing (one
+    round at least); None when tracing every ticket would not fit (projected from the
+    first one), before the others are traced.
+    """
+    start_all = time.perf_counter()
+    fns, data, counts, per_step = {}, {}, {}, {}
+    for i, (m, ticket) in enumerate(tickets.items()):
         if policy != "float32":
             ticket = precision.with_policy(ticket, policy)
         fns[m] = step_timing.train_step(ticket)
         data[m] = step_timing.random_batch(ticket, batch_size)
         fns[m](*data[m]).numpy()                       # trace
+        if budget is not None and i == 0 and \
+                (time.perf_counter() - start_all) * len(tickets) > budget:
+            return None
         start = time.perf_counter()
         for _ in range(warmup):
             fns[m](*data[m]).numpy()
-        per_step = (time.perf_counter() - start) / warmup
-        counts[m] = max(steps, int(np.ceil(ROUND_SECONDS / max(per_step, 1e-6))))
+        per_step[m] = (time.perf_counter() - start) / warmup
+        counts[m] = max(steps, int(np.ceil(ROUND_SECONDS / max(per_step[m], 1e-6))))
+    if budget is not None:
+        left = budget - (time.perf_counter() - start_all)
+        one_round = sum(counts[m] * per_step[m] for m in fns)
+        rounds = max(1, min(rounds, int(left // max(one_round, 1e-9))))
     ms = {m: [] for m in fns}
     order = list(fns)
     for r in range(rounds):
@@ -177,10 +209,26 @@ def _time_rounds(tickets, policy, batch_size, rounds, steps, warmup) -> Dict[int
     return ms
 
 
+def _prior(folder, device, policy, batch_size) -> Optional[int]:
+    """The choice of the latest table measured on this device, policy and batch."""
+    tables = []
+    for name in os.listdir(folder) if os.path.isdir(folder) else []:
+        path = os.path.join(folder, name)
+        try:
+            with open(path, encoding="utf-8") as f:
+                table = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if (table.get("device"), table.get("policy"), table.get("batch_size"),
+                table.get("source", "measured")) == (device, policy, batch_size, "measured"):
+            tables.append((os.path.getmtime(path), name, int(table["multiple"])))
+    return max(tables)[2] if tables else None
+
+
 def choose_multiple(model, masks, batch_size: Optional[int] = None,
                     policy: Optional[str] = None, cache_dir: Optional[str] = None,
                     candidates: Sequence[int] = CANDIDATES, rounds: int = 5, steps: int = 3,
-                    warmup: int = 2) -> WidthChoice:
+                    warmup: int = 2, budget_seconds: Optional[float] = None) -> WidthChoice:
     """Measures which width multiple makes the ticket of `masks` train fastest here.
 
     Args:
@@ -192,6 +240,8 @@ def choose_multiple(model, masks, batch_size: Optional[int] = None,
       candidates: the multiples to try (1 = the exact mask).
       rounds, steps, warmup: interleaved rounds, timed steps per round (at least; a
         round lasts >= `ROUND_SECONDS`), untimed steps after the trace.
+      budget_seconds: at most this long measuring (None: no limit); over it, the prior
+        (see the module docstring), which is not cached.
 
     Returns:
       A `WidthChoice`; from the cache when this exact table was measured before.
@@ -200,11 +250,11 @@ def choose_multiple(model, masks, batch_size: Optional[int] = None,
       ValueError: a bad candidate or count, and what `eb_tf.prune` raises.
     """
     return _choose(model, masks, batch_size, policy, cache_dir, candidates, rounds, steps,
-                   warmup)[0]
+                   warmup, budget_seconds)[0]
 
 
 def _choose(model, masks, batch_size=None, policy=None, cache_dir=None,
-            candidates=CANDIDATES, rounds=5, steps=3, warmup=2):
+            candidates=CANDIDATES, rounds=5, steps=3, warmup=2, budget=None):
     """(`choose_multiple`'s choice, {candidate: (rounded masks, rounding's warnings)})."""
     where = "eb_tf.pipeline.widths.choose_multiple"
     check_tf_keras_model(model, where)
@@ -232,9 +282,18 @@ def _choose(model, masks, batch_size=None, policy=None, cache_dir=None,
     tickets = _pruned(model, rounded)
     flops = {m: int(flops_lib.count_flops(t).total) for m, t in tickets.items()}
     start = time.perf_counter()
-    ms = _time_rounds(tickets, policy, batch_size, rounds, steps, warmup)
+    ms = _time_rounds(tickets, policy, batch_size, rounds, steps, warmup, budget)
+    if ms is None:                              # over budget: the prior, not cached
+        prior = _prior(folder, device, policy, batch_size)
+        if prior is not None:
+            multiple = prior if prior in rounded else 1
+            return (WidthChoice(multiple, {}, flops, device, policy, batch_size, False,
+                                time.perf_counter() - start, "prior", budget), rounded)
+        # No prior on this device yet: one round, the cheapest measurement, which then
+        # serves as the prior of later draws here.
+        ms = _time_rounds(tickets, policy, batch_size, 1, steps, warmup)
     choice = WidthChoice(_pick(ms, flops), ms, flops, device, policy, batch_size, False,
-                         time.perf_counter() - start)
+                         time.perf_counter() - start, budget_seconds=budget)
     os.makedirs(folder, exist_ok=True)
     io_utils.atomic_write_json(path, choice.as_dict())
     return choice, rounded
@@ -277,13 +336,25 @@ def round_masks(model, masks, multiple: Union[int, str] = "auto",
     return rounding.round_masks(model, masks, "none" if multiple == 1 else multiple)
 
 
-def for_run(cfg, model, masks):
+def retrain_budget(epochs: int, epoch_seconds: Optional[float], flops_ratio: float) -> \
+        Optional[float]:
+    """`BUDGET_FRACTION` of a retrain's predicted seconds: `epochs` ticket epochs at
+    `flops_ratio` x the dense epoch's `epoch_seconds` (None: unknown, no budget)."""
+    if epoch_seconds is None:
+        return None
+    return round(BUDGET_FRACTION * max(int(epochs), 0) * float(epoch_seconds)
+                 * float(flops_ratio), 3)
+
+
+def for_run(cfg, model, masks, budget_seconds: Optional[float] = None):
     """(the masks rounded as `cfg.round_multiple` says, the `WidthChoice` of "auto" or
     None): what the draw, ThiNet's reference and the tuner's candidates use. "auto"
-    measures at `cfg.batch_size` in the dtype policy of `cfg.retrain_precision`."""
+    measures at `cfg.batch_size` in the dtype policy of `cfg.retrain_precision`, for at
+    most `budget_seconds` (the draw's: `retrain_budget`)."""
     multiple = cfg.round_multiple
     if multiple == "auto":
         policy = POLICIES.get(cfg.retrain_precision, "float32")
-        choice, rounded = _choose(model, masks, batch_size=cfg.batch_size, policy=policy)
+        choice, rounded = _choose(model, masks, batch_size=cfg.batch_size, policy=policy,
+                                  budget=budget_seconds)
         return _chosen_masks(choice, rounded), choice
     return rounding.round_masks(model, masks, "none" if multiple == 1 else multiple), None

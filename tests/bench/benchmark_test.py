@@ -141,6 +141,31 @@ def test_smoke_totals_ratios_and_predictions_recomputed_from_run_folders(smoke):
     assert rows["tfmot"]["predicted_cost"] == 1.0 and rows["tfmot"]["vs_dense"]["flops"] == 1.0
 
 
+def test_smoke_phase_overheads_recomputed_from_run_folders_and_the_micro_benchmark(smoke):
+    workdir, result = smoke
+    rows = {r["method"]: r for r in result["rows"]}
+    bare = {n: r["ms_per_step"] for n, r in result["micro"]["step_time"]["rows"].items()}
+    seen = set()
+    for o in result["overhead"]:
+        report = _report(workdir, rows[o["method"]])
+        phase = report["phases"][o["phase"]]
+        phase = phase["by_ratio"]["0.5"] if "by_ratio" in phase else phase
+        timing = phase["timing"]
+        assert o["timing"] == timing and o["seconds"] == phase["seconds"]
+        assert timing["steps"] == o["steps"] and o["steps"] % phase["epochs"] == 0
+        model = "pruned p=0.5" if o["phase"] == "retrain" else "dense"
+        assert o["bare_ms"] == bare[model]
+        busy = phase["seconds"] - timing["validation"]
+        assert o["overhead_seconds"] == pytest.approx(busy - o["steps"] * bare[model] / 1e3,
+                                                      abs=1e-3)
+        assert o["validation_fraction"] == pytest.approx(timing["validation"] / phase["seconds"])
+        seen.add((o["method"], o["phase"]))
+    assert {("dense", "search"), ("eb", "search"), ("eb", "retrain")} <= seen
+    assert ("ns", "retrain") not in seen          # the micro-benchmark timed eb's ticket only
+    with open(os.path.join(workdir, "bench.md")) as f:
+        assert "## Phase overhead" in f.read()
+
+
 def test_smoke_models_match_their_reported_params_and_flops(smoke):
     workdir, result = smoke
     rows = {r["method"]: r for r in result["rows"]}

@@ -61,6 +61,11 @@ def test_interrupted_search_resumes_to_the_same_ticket(tmp_path, monkeypatch):
                            print_summary=False)
     assert report["eb"]["0.5"]["found"]
     _same_search(str(tmp_path / "whole"), str(tmp_path / "cut"))
+    # The fit clock's state travels in the checkpoint: both sessions' steps are counted.
+    whole = read_report(str(tmp_path / "whole"))["phases"]["search"]
+    cut = report["phases"]["search"]
+    assert cut["timing"]["steps"] == whole["timing"]["steps"] > 0
+    assert whole["timing"]["steps"] % whole["epochs"] == 0
 
 
 @pytest.mark.slow

@@ -94,29 +94,64 @@ def test_none_and_int_need_no_measurement():
     assert [int(v.sum()) for v in eight.values()] == [8, 16]
 
 
-def test_the_draw_measures_auto_records_it_and_a_resume_keeps_it(tmp_path, monkeypatch):
+def test_the_draw_records_auto_within_its_budget_and_a_resume_keeps_it(tmp_path, monkeypatch):
     from eb_tf.pipeline import runner, run_report  # pylint: disable=import-outside-toplevel
     from tests.pipeline_testlib import smoke_config  # pylint: disable=import-outside-toplevel
     monkeypatch.setenv("EB_TF_CACHE", str(tmp_path / "cache"))
-    workdir = str(tmp_path / "run")
     cfg = smoke_config(round_multiple="auto")
-    ticket = runner.run(cfg, workdir, phases=("search", "draw"),
-                        print_summary=False)["ticket"]["0.5"]
-    choice = ticket["width_choice"]
-    assert choice["multiple"] in widths.CANDIDATES and not choice["cached"]
-    assert ticket["round_multiple"] == choice["multiple"]
-    assert choice["batch_size"] == 32 and choice["policy"] == "float32"
+    # A smoke retrain lasts seconds: 5% of it cannot pay for tracing four tickets. A fresh
+    # cache holds no prior, so the draw measures one round, which is cached.
+    first = runner.run(cfg, str(tmp_path / "a"), phases=("search", "draw"),
+                       print_summary=False)["ticket"]["0.5"]
+    choice = first["width_choice"]
+    assert choice["source"] == "measured" and 0 < choice["budget_seconds"] < 1.0
+    assert {len(v) for v in choice["ms_rounds"].values()} == {1}
+    assert first["round_multiple"] == choice["multiple"] in widths.CANDIDATES
     assert len(os.listdir(tmp_path / "cache" / "widths")) == 1
-    meta = json.load(open(os.path.join(workdir, "tickets", "p0.5", "meta.json"),
-                          encoding="utf-8"))
+    meta = json.load(open(tmp_path / "a" / "tickets" / "p0.5" / "meta.json", encoding="utf-8"))
     assert "Widths: round_multiple = auto chose x" in "\n".join(run_report._width_lines(meta))
-
+    # A second run on this device then takes that choice as its prior, unmeasured.
     def no_timing(*args, **kwargs):
-        raise AssertionError("a resumed run must not measure its drawn ticket again")
+        raise AssertionError("over budget with a prior: nothing is measured")
+    monkeypatch.setattr(widths, "_time_rounds", lambda *a, **k: None)   # "over budget"
+    cfg.seed = 1                                  # another ticket: not the cached table
+    second = runner.run(cfg, str(tmp_path / "b"), phases=("search", "draw"),
+                        print_summary=False)["ticket"]["0.5"]
+    prior = second["width_choice"]
+    assert prior["source"] == "prior" and prior["ms_rounds"] == {}
+    assert prior["multiple"] == (choice["multiple"] if choice["multiple"] in prior["flops"]
+                                 else 1)
+    meta = json.load(open(tmp_path / "b" / "tickets" / "p0.5" / "meta.json", encoding="utf-8"))
+    assert "unmeasured, the latest choice measured" in "\n".join(run_report._width_lines(meta))
+    # A resumed run keeps its drawn ticket and measures nothing.
     monkeypatch.setattr(widths, "_time_rounds", no_timing)
-    again = runner.run(cfg, workdir, phases=("search", "draw"),
+    cfg.seed = 0
+    again = runner.run(cfg, str(tmp_path / "a"), phases=("search", "draw"),
                        print_summary=False)["ticket"]["0.5"]
     assert again["width_choice"] == choice
+
+
+def test_a_budget_shrinks_the_rounds_and_one_too_small_takes_the_prior(tmp_path):
+    model, masks = _chain()
+    full = widths.choose_multiple(model, masks, batch_size=8, cache_dir=str(tmp_path / "a"),
+                                  rounds=4, steps=1, warmup=1)
+    assert {len(v) for v in full.ms.values()} == {4}
+    # Enough to trace, not for the rounds asked: fewer rounds, still measured and cached.
+    traced = widths.choose_multiple(model, masks, batch_size=8, cache_dir=str(tmp_path / "b"),
+                                    rounds=10000, steps=1, warmup=1, budget_seconds=8.0)
+    assert traced.source == "measured" and traced.budget_seconds == 8.0
+    assert 1 <= max(len(v) for v in traced.ms.values()) < 10000 and traced.seconds < 12
+    assert len(os.listdir(tmp_path / "b")) == 1
+    # Too small to trace: the prior of folder a (another mask, same device/policy/batch).
+    other = {k: v.copy() for k, v in masks.items()}
+    other["bn1"][np.flatnonzero(~other["bn1"])[:1]] = True
+    prior = widths.choose_multiple(model, other, batch_size=8, cache_dir=str(tmp_path / "a"),
+                                   budget_seconds=1e-3)
+    assert (prior.source, prior.ms) == ("prior", {})
+    assert prior.multiple == (full.multiple if full.multiple in prior.flops else 1)
+    assert len(os.listdir(tmp_path / "a")) == 1                    # a prior is not cached
+    assert widths.retrain_budget(10, 4.0, 0.5) == pytest.approx(widths.BUDGET_FRACTION * 20)
+    assert widths.retrain_budget(10, None, 0.5) is None
 
 
 def test_has_bf16_reads_the_device_flags():

@@ -23,7 +23,8 @@ from eb_tf.tuning import search as tuning_search
 from tests.pipeline_testlib import run_binary
 
 RUN = dict(dataset="digits", model="convnet", width=0.25, epochs=2, window=2, batch_size=32,
-           train_subset=256, lr=0.1, verbose=0, tensorboard=False, ratios=("auto",))
+           train_subset=256, lr=0.1, verbose=0, tensorboard=False, ratios=("auto",),
+           round_multiple="none")   # exact widths: p = 0.7 tickets fit the budget by FLOPs
 TUNE = dict(ratios=(0.3, 0.7), lrs=(0.05, 0.1), retrain_epochs=1, evaluate_infeasible=False)
 
 
