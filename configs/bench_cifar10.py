@@ -27,6 +27,15 @@ Profiles:
   far above the paper's 6-12.5% (T = 160, 196 steps per epoch). The profile keeps
   the paper's lr 0.1 schedule, threshold 0.1 and window 5, reports t/T as measured,
   and bench.md's notes give the FLOPs-predicted cost of the same ticket at t/T = 12.5%.
+- `paper`: the paper's shape on a CPU: all 45,000 training images of the shared
+  CIFAR-10 (5,000 validation, 10,000 test), VGG-16 width 0.25, batch 256, T = 60, the
+  paper's recipe (lr 0.1, SGD 0.9, coupled wd 1e-4, L1 1e-4, decays at 50%/75%, eps
+  0.1, window 5), p = 0.5, one seed, methods dense, ns, eb (any of the variants on
+  request: eb_reinit, eb_int8, eb_lf = bf16 search, eb_ll = bf16 search and retrain,
+  dense_bf16). Validation and test are read whole (5,000 images per epoch: ~4% of an
+  epoch's compute). Estimated 90-100 minutes on 2 cores (30 s per dense epoch
+  measured before); the run resumes, so it may span sessions. `paper_smoke` is its
+  smoke twin (digits, the methods of `paper`).
 - `full`: the paper's protocol (configs/vgg16_cifar10.py defaults), for a GPU.
 """
 import os
@@ -36,7 +45,9 @@ from eb_tf.data import cache
 from eb_tf.pipeline import config as eb_config
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PROFILES = ("smoke", "small", "full")
+PROFILES = ("smoke", "small", "paper", "paper_smoke", "full")
+SMALL_METHODS = "dense,ns,lt,snip,thinet,eb,eb_int8,tfmot"
+PAPER_METHODS = "dense,ns,eb"
 
 
 def cifar10_npz() -> str:
@@ -69,13 +80,22 @@ def get_config(arg=None):
     for name, (default, _) in bench.BENCH_FIELDS.items():
         cfg[name] = default
     cfg.model, cfg.ratios, cfg.verbose, cfg.tensorboard = "vgg16", (0.5,), 2, False
-    if arg == "smoke":
+    if arg in ("smoke", "paper_smoke"):
         cfg.dataset, cfg.model, cfg.lr = "digits", "convnet", 0.05
         cfg.verbose, cfg.step_steps, cfg.step_repeats, cfg.eb_calls = 0, 2, 1, 3
+        if arg == "paper_smoke":
+            cfg.methods = PAPER_METHODS
         return eb_config.apply_arg(cfg, "smoke")
     if arg == "small":
         cfg.width, cfg.train_subset, cfg.epochs, cfg.batch_size = 0.25, 5000, 20, 128
-        cfg.eval_batches = 16
+        cfg.eval_batches, cfg.methods = 16, SMALL_METHODS
+        _default_dataset(cfg)
+        return cfg
+    if arg == "paper":
+        # All 45k training images, T = 60 at batch 256 (176 steps per epoch): the first
+        # decay (epoch 30) well after the ticket (p = 0.5 emerged at 15 with T = 56).
+        cfg.width, cfg.epochs, cfg.batch_size, cfg.eval_batches = 0.25, 60, 256, 0
+        cfg.methods = PAPER_METHODS
         _default_dataset(cfg)
         return cfg
     cfg.ratios = (0.3, 0.5, 0.7)  # full: the paper's protocol

@@ -42,13 +42,14 @@ import numpy as np
 
 from eb_tf import io_utils
 from eb_tf.bench import report as bench_report
+from eb_tf.bench import seeds as seeds_lib
 from eb_tf.bench import step_time as step_bench
 from eb_tf.bench import tfmot_baseline  # registers the `tfmot` method
 from eb_tf.pipeline import build
 from eb_tf.pipeline import config as eb_config
 from eb_tf.pipeline import draw
 from eb_tf.pipeline import methods as methods_lib
-from eb_tf.pipeline import run_dir, runner
+from eb_tf.pipeline import run_dir, runner, widths
 from eb_tf.pruning.pruner import prune
 from eb_tf.pruning.rounding import round_masks
 
@@ -82,6 +83,8 @@ BENCH_FIELDS = {  # name: (default, help)
     "eb_calls": (20, "timed EarlyBird.on_epoch_end calls"),
     "data_prepare": ("", "script run as `python SCRIPT PATH` when config.dataset is "
                      "npz:PATH and PATH is missing (e.g. the shared cifar10_npz.py)"),
+    "seeds": ("", "comma-separated seeds: the whole benchmark once per seed in "
+              "WORKDIR/seed<s>/, rows = mean and spread ('' = config.seed alone)"),
 }
 
 
@@ -97,8 +100,10 @@ class BenchOptions:
     step_round_multiple: int = 8
     eb_calls: int = 20
     data_prepare: str = ""
+    seeds: Tuple[int, ...] = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "seeds", seeds_lib.parse_seeds(self.seeds))
         methods = self.methods
         if isinstance(methods, str):
             methods = tuple(m.strip() for m in methods.split(",") if m.strip())
@@ -168,7 +173,10 @@ def run_benchmark(config, workdir: str, splits=None) -> dict:
       splits: optional `eb_tf.data` Splits instead of loading `config.dataset`.
 
     Returns:
-      The bench.json dict: `config`, `options`, `rows` (one per method and p, see
+      The bench.json dict: `config`, `options`, `machine` (the device as the width
+      cache names it, and whether it has bf16 units), `versions` (the libraries),
+      `seeds` (with `config.seeds`: `per_seed` benchmarks and mean rows, see
+      `eb_tf.bench.seeds`), `rows` (one per method and p, see
       `eb_tf.bench.report.method_row`), `micro`, `overhead` (each phase's seconds beyond
       its steps at the bare step time: `eb_tf.bench.report.overheads`), `notes`, `files`.
 
@@ -181,6 +189,8 @@ def run_benchmark(config, workdir: str, splits=None) -> dict:
       0.80
     """
     run_values, options = split_config(config)
+    if options.seeds:
+        return _run_seeds(run_values, options, workdir, splits)
     base = method_config(run_values, "dense")
     if base.ratios == eb_config.AUTO_RATIOS:
         raise ValueError("config.ratios='auto' is not supported by the benchmark: give the "
@@ -213,20 +223,59 @@ def run_benchmark(config, workdir: str, splits=None) -> dict:
             for (token, ratio), (report, path) in runs.items()]
     bench_report.add_ratios(rows)
     result = {"schema_version": SCHEMA_VERSION, "config": base.to_dict(),
-              "options": {**dataclasses.asdict(options), "methods": list(options.methods)},
+              "options": {**dataclasses.asdict(options), "methods": list(options.methods),
+                          "seeds": list(options.seeds)},
+              "machine": {"device": widths.device_descriptor(),
+                          "bf16_units": widths.has_bf16()},
+              "versions": run_dir.versions(), "seeds": [int(base.seed)],
               "rows": rows,
               "micro": _micro(workdir, base, options, context.reports),
               "notes": _notes(base, rows)}
     result["overhead"] = bench_report.overheads(rows, result["micro"])
+    result["config"].pop("method")
+    return _write(result, workdir)
+
+
+def _write(result: dict, workdir: str, extra_markdown=()) -> dict:
+    """bench.json, bench.md and bench.png of `result` in `workdir`; returns the result."""
     files = {"json": os.path.join(workdir, "bench.json"),
              "markdown": os.path.join(workdir, "bench.md"),
              "plot": os.path.join(workdir, "bench.png")}
     result["files"] = files
-    result["config"].pop("method")
-    io_utils.atomic_write_text(files["markdown"], bench_report.markdown(result))
+    markdown = bench_report.markdown(result)
+    if extra_markdown:
+        head, notes = markdown.split("\n## Notes\n", 1)
+        markdown = "\n".join([head.rstrip("\n"), *extra_markdown, "", "## Notes", notes])
+    io_utils.atomic_write_text(files["markdown"], markdown)
     bench_report.plot(result, files["plot"])
     io_utils.atomic_write_json(files["json"], result)
     return result
+
+
+def _run_seeds(run_values, options, workdir, splits) -> dict:
+    """The benchmark once per seed in WORKDIR/seed<s>/, then the mean rows (`seeds`)."""
+    if splits is not None:
+        raise ValueError("config.seeds needs the benchmark to load each seed's data: "
+                         "pass splits=None (the splits are seeded)")
+    workdir = os.path.abspath(workdir)
+    one = {**dataclasses.asdict(options), "methods": ",".join(options.methods), "seeds": ""}
+    results = [run_benchmark({**run_values, **one, "seed": s},
+                             os.path.join(workdir, f"seed{s}"))
+               for s in options.seeds]
+    rows = bench_report.add_ratios(seeds_lib.aggregate([r["rows"] for r in results],
+                                                       options.seeds))
+    first = results[0]
+    result = {**{k: first[k] for k in ("schema_version", "config", "machine", "versions",
+                                        "micro", "overhead")},
+              "options": {**dataclasses.asdict(options), "methods": list(options.methods),
+                          "seeds": list(options.seeds)},
+              "seeds": list(options.seeds), "rows": rows,
+              "per_seed": [{"seed": s, "bench": os.path.join(f"seed{s}", "bench.json")}
+                           for s in options.seeds]}
+    result["notes"] = list(first["notes"]) + [
+        f"rows: means over seeds {list(options.seeds)} (the micro-benchmark and the overhead "
+        f"table: seed {options.seeds[0]}'s); ratios from the mean seconds and FLOPs."]
+    return _write(result, workdir, seeds_lib.markdown_lines(rows))
 
 
 def _micro(workdir, cfg, options, reports) -> dict:

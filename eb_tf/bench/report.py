@@ -101,8 +101,10 @@ def method_row(report: dict, method: str, ratio: Optional[float], run_path: str,
     if "nonzero_params" in final:  # unstructured pruning: zeros kept in dense kernels
         row["nonzero_params"] = final["nonzero_params"]
         row["sparsity"] = final.get("sparsity")
+    row["t_over_T"] = None
     if record.stops_at_ticket:
         row["eb_epoch"], row["found"] = report["eb"][key]["epoch"], report["eb"][key]["found"]
+        row["t_over_T"] = row["eb_epoch"] / config["epochs"]
     row["scoring"] = report.get("ticket", {}).get(key, {}).get("scoring", {}).get("x_dense", 0.0)
     row["predicted_cost"] = predicted_cost(method, config["epochs"], row["flops_ratio"],
                                            row["eb_epoch"], config.get("rewind_epoch", 0),
@@ -119,11 +121,17 @@ def add_ratios(rows: List[dict]) -> List[dict]:
 
     `vs_ns` compares with the ns row of the same p (dense: the ns row if there is one
     p only); None where there is no such row, as `vs_dense` without a dense row.
+    Comparisons are made at one precision: a row whose model was last trained in
+    another precision than the `dense` row's (eb_ll: bf16) is compared with the dense
+    run of its precision (dense_bf16) when the benchmark has one (`vs_dense_method`).
     """
     dense_name, ns_name = REFERENCES
-    dense = next((r for r in rows if r["method"] == dense_name), None)
+    denses = [r for r in rows if methods.resolve(r["method"])[0].name == dense_name]
+    plain = next((r for r in denses if r["method"] == dense_name), None)
     all_ns = [r for r in rows if r["method"] == ns_name]
     for row in rows:
+        dense = next((r for r in denses if _precision(r) == _precision(row)), plain)
+        row["vs_dense_method"] = None if dense is None else dense["method"]
         ns = next((r for r in all_ns if r["ratio"] == row["ratio"]), None)
         if row["ratio"] is None and len(all_ns) == 1:  # dense vs the one ns row
             ns = all_ns[0]
@@ -133,6 +141,11 @@ def add_ratios(rows: List[dict]) -> List[dict]:
         ratio = (row["vs_dense"] or {}).get("seconds")
         row["time_over_predicted"] = None if ratio is None else ratio / row["predicted_cost"]
     return rows
+
+
+def _precision(row: dict) -> Optional[str]:
+    """The precision of the phase that last trained the row's model."""
+    return list(row["phases"].values())[-1].get("precision") if row["phases"] else None
 
 
 def overheads(rows: List[dict], micro: dict) -> List[dict]:
@@ -193,6 +206,16 @@ def _overhead_lines(lines_in: List[dict]) -> List[str]:
     return lines
 
 
+def _machine_lines(result: dict) -> List[str]:
+    machine, versions = result.get("machine"), result.get("versions") or {}
+    if not machine:
+        return []
+    names = ("tensorflow", "tf_keras", "tensorflow_model_optimization", "eb_tf")
+    libs = ", ".join(f"{k} {versions[k]}" for k in names if versions.get(k))
+    return [f"Machine: {machine['device']} (bf16 units: "
+            f"{'yes' if machine.get('bf16_units') else 'no'}); {libs}.", ""]
+
+
 def _fmt(value, spec="{:.3f}"):
     return "-" if value is None else spec.format(value)
 
@@ -203,11 +226,11 @@ def markdown(result: dict) -> str:
     lines = [f"# EB Train benchmark: {cfg['model']} width {cfg['width']:g} on {cfg['dataset']}",
              "", f"T = {cfg['epochs']} epochs, batch {cfg['batch_size']}, lr {cfg['lr']:g}, "
              f"train_subset {cfg['train_subset'] or 'all'}, seed {cfg['seed']}; one data "
-             "pipeline for every method.", "",
-             "| method | p | test acc | EB epoch | train PFLOPs | FLOPs x dense | FLOPs x ns "
-             "| predicted x dense | wall s | time x dense | time x ns | time / predicted "
-             "| params | MFLOPs/sample | TFLite KiB | ms batch-1 |",
-             "|" + " --- |" * 16]
+             "pipeline for every method.", ""] + _machine_lines(result) + [
+             "| method | p | test acc | EB epoch | t/T | train PFLOPs | FLOPs x dense "
+             "| FLOPs x ns | predicted x dense | wall s | time x dense | time x ns "
+             "| time / predicted | params | MFLOPs/sample | TFLite KiB | ms batch-1 |",
+             "|" + " --- |" * 17]
     for r in result["rows"]:
         eb = "-" if r["eb_epoch"] is None else \
             f"{r['eb_epoch']}" + ("" if r["found"] else " (not found)")
@@ -215,7 +238,7 @@ def markdown(result: dict) -> str:
             f"{r['nonzero_params']:,} nonzero"
         lines.append(" | ".join([
             f"| {r['method']}", _fmt(r["ratio"], "{:g}"), _fmt(r["test_acc"], "{:.4f}"), eb,
-            f"{r['flops'] / 1e15:.4g}", _fmt((r["vs_dense"] or {}).get("flops")),
+            _fmt(r.get("t_over_T"), "{:.0%}"), f"{r['flops'] / 1e15:.4g}", _fmt((r["vs_dense"] or {}).get("flops")),
             _fmt((r["vs_ns"] or {}).get("flops")), _fmt(r["predicted_cost"]),
             f"{r['seconds']:.1f}", _fmt((r["vs_dense"] or {}).get("seconds")),
             _fmt((r["vs_ns"] or {}).get("seconds")), _fmt(r["time_over_predicted"]), params,

@@ -250,9 +250,13 @@ def resolve(token: str) -> Tuple[Method, Dict[str, Any]]:
 register(Method("eb", "EB Train: dense search with L1 until the Early-Bird ticket emerges "
                 "(epoch t), draw it, retrain it to T", stops_at_ticket=True, retrain="config",
                 formula="(t + r (T - t)) / T", marker="*",
-                variants={"eb_int8": {"search_precision": "int8"}}))
+                variants={"eb_int8": {"search_precision": "int8"},
+                          "eb_reinit": {"retrain": "reinit"},
+                          "eb_lf": {"search_precision": "bf16"},
+                          "eb_ll": {"search_precision": "bf16", "retrain_precision": "bf16"}}))
 register(Method("dense", "standard training for T epochs (no L1, no pruning)", prunes=False,
-                search_l1=False, formula="1", marker="s"))
+                search_l1=False, formula="1", marker="s",
+                variants={"dense_bf16": {"search_precision": "bf16"}}))
 register(Method("ns", "network slimming: T epochs with L1, prune at T, retrain T epochs",
                 retrain="trained", formula="1 + r", marker="^"))
 register(Method("lt", "one-shot lottery ticket: T epochs with L1, prune at T, rewind to the "

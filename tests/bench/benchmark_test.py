@@ -236,6 +236,92 @@ def test_options_and_method_configs():
         assert (small.model, small.dataset) == ("vgg16", f"npz:{bench_cifar10.cifar10_npz()}")
     else:                                       # neither: the embedded digits
         assert (small.model, small.dataset) == ("convnet", "digits")
+    assert small.methods == bench_cifar10.SMALL_METHODS
+    paper = bench_cifar10.get_config("paper")
+    assert (paper.width, paper.epochs, paper.batch_size, paper.train_subset, paper.ratios,
+            paper.eval_batches, paper.methods, paper.lr, paper.window) == (
+                0.25, 60, 256, 0, (0.5,), 0, "dense,ns,eb", 0.1, 5)
+    assert bench.split_config(bench_cifar10.get_config("paper_smoke"))[1].methods == (
+        "dense", "ns", "eb")
+    variants = {t: bench.method_config(values, t) for t in
+                ("eb_reinit", "eb_lf", "eb_ll", "dense_bf16")}
+    assert variants["eb_reinit"].retrain == "reinit"
+    assert (variants["eb_lf"].search_precision, variants["eb_lf"].retrain_precision) == (
+        "bf16", "fp32")
+    assert (variants["eb_ll"].search_precision, variants["eb_ll"].retrain_precision) == (
+        "bf16", "bf16")
+    assert (variants["dense_bf16"].method, variants["dense_bf16"].search_precision) == (
+        "dense", "bf16")
+
+
+def test_paper_smoke_profile_end_to_end_recomputed_from_run_folders(tmp_path):
+    workdir = str(tmp_path / "paper_smoke")
+    result = bench.run_benchmark(bench_cifar10.get_config("paper_smoke"), workdir)
+    rows = {r["method"]: r for r in result["rows"]}
+    assert list(rows) == ["dense", "ns", "eb"]
+    assert result["seeds"] == [0] and result["versions"]["tensorflow"]
+    assert result["machine"]["device"].startswith(("cpu:", "gpu:"))
+    for method, row in rows.items():
+        parts = _phases(_report(workdir, row), method, "0.5")
+        assert row["seconds"] == pytest.approx(sum(p["seconds"] for p in parts), abs=1e-3)
+        assert row["flops"] == sum(p["flops"] for p in parts)
+        assert row["vs_dense"]["seconds"] == pytest.approx(
+            row["seconds"] / rows["dense"]["seconds"])
+    eb_report = _report(workdir, rows["eb"])
+    assert rows["eb"]["t_over_T"] == eb_report["eb"]["0.5"]["epoch"] / T
+    assert rows["dense"]["t_over_T"] is None and rows["ns"]["t_over_T"] is None
+    assert {(o["method"], o["phase"]) for o in result["overhead"]} >= {
+        ("dense", "search"), ("eb", "retrain")}
+    with open(os.path.join(workdir, "bench.md")) as f:
+        md = f.read()
+    assert "| t/T |" in md and f"Machine: {result['machine']['device']}" in md
+
+
+def test_seeds_run_one_benchmark_each_and_rows_are_their_means(tmp_path):
+    cfg = bench_cifar10.get_config("smoke")
+    cfg.methods, cfg.seeds = "dense,eb", "0,1"
+    result = bench.run_benchmark(cfg, str(tmp_path))
+    per_seed = [io_utils.read_json(str(tmp_path / f"seed{s}" / "bench.json")) for s in (0, 1)]
+    assert result["seeds"] == [0, 1] and [p["seed"] for p in result["per_seed"]] == [0, 1]
+    assert [r["method"] for r in result["rows"]] == ["dense", "eb"]
+    for i, row in enumerate(result["rows"]):
+        values = [b["rows"][i] for b in per_seed]
+        for name in ("test_acc", "seconds", "flops", "eb_epoch"):
+            got = [v[name] for v in values]
+            if None in got:
+                assert row[name] is None
+                continue
+            assert row[name] == pytest.approx(np.mean(got))
+            assert row["spread"][name] == pytest.approx(np.std(got, ddof=1))
+            assert row["per_seed"][name] == got
+        assert row["run_dir"] == [v["run_dir"] for v in values]
+    eb = result["rows"][1]
+    assert eb["vs_dense"]["seconds"] == pytest.approx(eb["seconds"] / result["rows"][0]["seconds"])
+    assert io_utils.read_json(str(tmp_path / "bench.json")) == result
+    with open(tmp_path / "bench.md") as f:
+        assert "## Over seeds [0, 1]" in f.read()
+    with pytest.raises(ValueError, match=r"config.seeds='1,1' is invalid"):
+        bench.BenchOptions(seeds="1,1")
+
+
+def test_ratios_compare_each_row_with_the_dense_run_of_its_precision():
+    def row(method, ratio, seconds, precision, predicted=1.0):
+        return {"method": method, "ratio": ratio, "seconds": seconds, "flops": 100,
+                "predicted_cost": predicted, "phases": {"last": {"precision": precision}}}
+    rows = bench_report.add_ratios([
+        row("dense", None, 100.0, "fp32"), row("dense_bf16", None, 40.0, "bf16"),
+        row("eb", 0.5, 60.0, "fp32", 0.6), row("eb_ll", 0.5, 20.0, "bf16", 0.6),
+        row("eb_lf", 0.5, 50.0, "fp32", 0.6)])
+    by = {r["method"]: r for r in rows}
+    assert by["eb"]["vs_dense_method"] == "dense" and by["eb"]["vs_dense"]["seconds"] == 0.6
+    assert by["eb_ll"]["vs_dense_method"] == "dense_bf16"
+    assert by["eb_ll"]["vs_dense"]["seconds"] == pytest.approx(0.5)
+    assert by["eb_ll"]["time_over_predicted"] == pytest.approx(0.5 / 0.6)
+    assert by["eb_lf"]["vs_dense_method"] == "dense"       # its model trained in fp32
+    assert by["dense_bf16"]["vs_dense"]["seconds"] == 1.0
+    alone = bench_report.add_ratios([row("dense", None, 100.0, "fp32"),
+                                     row("eb_ll", 0.5, 20.0, "bf16")])
+    assert alone[1]["vs_dense_method"] == "dense"          # no bf16 dense run: the fp32 one
 
 
 def test_target_sparsity_leaves_the_target_nonzero_count():
