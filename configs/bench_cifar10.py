@@ -32,7 +32,8 @@ Profiles:
   paper's recipe (lr 0.1, SGD 0.9, coupled wd 1e-4, L1 1e-4, decays at 50%/75%, eps
   0.1, window 5), p = 0.5, one seed, methods dense, ns, eb (any of the variants on
   request: eb_reinit, eb_int8, eb_lf = bf16 search, eb_ll = bf16 search and retrain,
-  dense_bf16). Validation and test are read whole (5,000 images per epoch: ~4% of an
+  dense_bf16, ns_bf16; `--config.methods=dense_bf16,ns_bf16,eb_ll` is the same
+  comparison in bf16 throughout). Validation and test are read whole (5,000 images per epoch: ~4% of an
   epoch's compute). Estimated 90-100 minutes on 2 cores (30 s per dense epoch
   measured before); the run resumes, so it may span sessions. `paper_smoke` is its
   smoke twin (digits, the methods of `paper`).

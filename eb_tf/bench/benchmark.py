@@ -305,7 +305,7 @@ def _micro(workdir, cfg, options, reports) -> dict:
     batch = options.step_batch or cfg.batch_size
     rows = step_bench.step_times(models, batch=batch, steps=options.step_steps,
                                  repeats=options.step_repeats, seed=cfg.seed)
-    return {"earlybird": bird, "step_time": {
+    return {"method": token, "earlybird": bird, "step_time": {
         "batch": batch, "steps": options.step_steps, "repeats": options.step_repeats,
         "ratio": ratio, "round_multiple": options.step_round_multiple, "rows": rows}}
 

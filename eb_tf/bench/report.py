@@ -123,18 +123,22 @@ def add_ratios(rows: List[dict]) -> List[dict]:
     p only); None where there is no such row, as `vs_dense` without a dense row.
     Comparisons are made at one precision: a row whose model was last trained in
     another precision than the `dense` row's (eb_ll: bf16) is compared with the dense
-    run of its precision (dense_bf16) when the benchmark has one (`vs_dense_method`).
+    and ns runs of its precision (dense_bf16, ns_bf16) when the benchmark has them
+    (`vs_dense_method` names the dense one).
     """
     dense_name, ns_name = REFERENCES
     denses = [r for r in rows if methods.resolve(r["method"])[0].name == dense_name]
     plain = next((r for r in denses if r["method"] == dense_name), None)
-    all_ns = [r for r in rows if r["method"] == ns_name]
+    all_ns = [r for r in rows if methods.resolve(r["method"])[0].name == ns_name]
     for row in rows:
         dense = next((r for r in denses if _precision(r) == _precision(row)), plain)
         row["vs_dense_method"] = None if dense is None else dense["method"]
-        ns = next((r for r in all_ns if r["ratio"] == row["ratio"]), None)
-        if row["ratio"] is None and len(all_ns) == 1:  # dense vs the one ns row
-            ns = all_ns[0]
+        same_p = [r for r in all_ns if r["ratio"] == row["ratio"]]
+        if row["ratio"] is None:                       # dense vs the one ns row of its p
+            ratios = {r["ratio"] for r in all_ns}
+            same_p = all_ns if len(ratios) == 1 else []
+        ns = next((r for r in same_p if _precision(r) == _precision(row)),
+                  next((r for r in same_p if r["method"] == ns_name), None))
         for name, base in (("vs_dense", dense), ("vs_ns", ns)):
             row[name] = None if base is None else {
                 k: row[k] / base[k] if base[k] else None for k in ("seconds", "flops")}
@@ -153,7 +157,7 @@ def overheads(rows: List[dict], micro: dict) -> List[dict]:
 
     overhead = the phase's seconds - validation - steps x the median bare-step ms of its
     model, measured in the same process (`micro["step_time"]`: the eb run's dense net
-    for every dense-net phase, its ticket for the eb rows' retrain), as a share of the
+    for every dense-net phase, its ticket for that run's retrain), as a share of the
     phase's seconds without validation; validation's share of all its seconds beside it.
     Phases without a measured model, a fit clock (an older run) or in another precision
     than the float32 micro-benchmark get no line.
@@ -170,7 +174,7 @@ def overheads(rows: List[dict], micro: dict) -> List[dict]:
         for phase, p in r["phases"].items():
             timing = p.get("timing") or {}
             model = "dense" if phase in ("search", "train") else \
-                ticket if phase == "retrain" and methods.resolve(r["method"])[0].stops_at_ticket \
+                ticket if phase == "retrain" and r["method"] == micro.get("method") \
                 and r["ratio"] == step.get("ratio") else None
             if not timing.get("steps") or model not in times or p.get("precision") != "fp32":
                 continue

@@ -258,7 +258,8 @@ register(Method("dense", "standard training for T epochs (no L1, no pruning)", p
                 search_l1=False, formula="1", marker="s",
                 variants={"dense_bf16": {"search_precision": "bf16"}}))
 register(Method("ns", "network slimming: T epochs with L1, prune at T, retrain T epochs",
-                retrain="trained", formula="1 + r", marker="^"))
+                retrain="trained", formula="1 + r", marker="^",
+                variants={"ns_bf16": {"search_precision": "bf16", "retrain_precision": "bf16"}}))
 register(Method("lt", "one-shot lottery ticket: T epochs with L1, prune at T, rewind to the "
                 "weights of rewind_epoch k, retrain from k", retrain="rewind",
                 formula="(T + r (T - k)) / T", marker="v"))

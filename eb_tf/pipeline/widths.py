@@ -19,9 +19,9 @@ The rounds shrink to fit it; when not even tracing every candidate fits (a retra
 few seconds), nothing is measured and the choice falls back to the prior: the
 multiple measured fastest most recently on this device, policy and batch for any
 model (`source: "prior"`). With no prior yet the candidates are measured for one
-round (the cheapest measurement, e.g. 7 s instead of 14 s for VGG-16 width 0.25 at
-batch 128, and the prior of later draws): the exact mask, the only unmeasured
-alternative, stepped at 1.45x the dense net here where the x8 ticket took 0.83x.
+round (the cheapest measurement, and the prior of later draws: 11 s on busy cores for
+VGG-16 width 0.25 at batch 128, against 14 s for five rounds); the exact mask, the only
+unmeasured alternative, stepped at 1.45x the dense net here where the x8 ticket took 0.83x.
 
 Example:
 

@@ -244,7 +244,7 @@ def test_options_and_method_configs():
     assert bench.split_config(bench_cifar10.get_config("paper_smoke"))[1].methods == (
         "dense", "ns", "eb")
     variants = {t: bench.method_config(values, t) for t in
-                ("eb_reinit", "eb_lf", "eb_ll", "dense_bf16")}
+                ("eb_reinit", "eb_lf", "eb_ll", "dense_bf16", "ns_bf16")}
     assert variants["eb_reinit"].retrain == "reinit"
     assert (variants["eb_lf"].search_precision, variants["eb_lf"].retrain_precision) == (
         "bf16", "fp32")
@@ -252,6 +252,7 @@ def test_options_and_method_configs():
         "bf16", "bf16")
     assert (variants["dense_bf16"].method, variants["dense_bf16"].search_precision) == (
         "dense", "bf16")
+    assert (variants["ns_bf16"].method, variants["ns_bf16"].retrain_precision) == ("ns", "bf16")
 
 
 def test_paper_smoke_profile_end_to_end_recomputed_from_run_folders(tmp_path):
@@ -310,9 +311,14 @@ def test_ratios_compare_each_row_with_the_dense_run_of_its_precision():
                 "predicted_cost": predicted, "phases": {"last": {"precision": precision}}}
     rows = bench_report.add_ratios([
         row("dense", None, 100.0, "fp32"), row("dense_bf16", None, 40.0, "bf16"),
+        row("ns", 0.5, 150.0, "fp32"), row("ns_bf16", 0.5, 50.0, "bf16"),
         row("eb", 0.5, 60.0, "fp32", 0.6), row("eb_ll", 0.5, 20.0, "bf16", 0.6),
         row("eb_lf", 0.5, 50.0, "fp32", 0.6)])
     by = {r["method"]: r for r in rows}
+    assert by["eb"]["vs_ns"]["seconds"] == pytest.approx(60 / 150)
+    assert by["eb_ll"]["vs_ns"]["seconds"] == pytest.approx(20 / 50)
+    assert by["dense"]["vs_ns"]["seconds"] == pytest.approx(100 / 150)
+    assert by["dense_bf16"]["vs_ns"]["seconds"] == pytest.approx(40 / 50)
     assert by["eb"]["vs_dense_method"] == "dense" and by["eb"]["vs_dense"]["seconds"] == 0.6
     assert by["eb_ll"]["vs_dense_method"] == "dense_bf16"
     assert by["eb_ll"]["vs_dense"]["seconds"] == pytest.approx(0.5)
