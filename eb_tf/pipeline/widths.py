@@ -161,6 +161,18 @@ def _rounded(model, masks, candidates):
     return out
 
 
+def _same_widths(model, masks, multiple, rounded) -> int:
+    """The candidate of `rounded` that rounding to `multiple` gives (candidates of equal
+    widths are kept once, the smallest); `multiple` itself, added, if none does."""
+    extra = _rounded(model, masks, [multiple])[multiple]
+    widths = [int(v.sum()) for v in extra[0].values()]
+    for m, (r, _) in rounded.items():
+        if [int(v.sum()) for v in r.values()] == widths:
+            return m
+    rounded[multiple] = extra
+    return multiple
+
+
 def _pruned(model, rounded) -> dict:
     """{candidate: its ticket}: pruned only when something is measured or counted."""
     with warnings.catch_warnings():
@@ -286,7 +298,7 @@ def _choose(model, masks, batch_size=None, policy=None, cache_dir=None,
     if ms is None:                              # over budget: the prior, not cached
         prior = _prior(folder, device, policy, batch_size)
         if prior is not None:
-            multiple = prior if prior in rounded else 1
+            multiple = _same_widths(model, masks, prior, rounded)
             return (WidthChoice(multiple, {}, flops, device, policy, batch_size, False,
                                 time.perf_counter() - start, "prior", budget), rounded)
         # No prior on this device yet: one round, the cheapest measurement, which then

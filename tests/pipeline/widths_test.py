@@ -119,8 +119,8 @@ def test_the_draw_records_auto_within_its_budget_and_a_resume_keeps_it(tmp_path,
                         print_summary=False)["ticket"]["0.5"]
     prior = second["width_choice"]
     assert prior["source"] == "prior" and prior["ms_rounds"] == {}
-    assert prior["multiple"] == (choice["multiple"] if choice["multiple"] in prior["flops"]
-                                 else 1)
+    # the same widths as rounding to the measured multiple (equal candidates kept once)
+    assert prior["multiple"] <= choice["multiple"] and str(prior["multiple"]) in prior["flops"]
     meta = json.load(open(tmp_path / "b" / "tickets" / "p0.5" / "meta.json", encoding="utf-8"))
     assert "unmeasured, the latest choice measured" in "\n".join(run_report._width_lines(meta))
     # A resumed run keeps its drawn ticket and measures nothing.
@@ -148,7 +148,9 @@ def test_a_budget_shrinks_the_rounds_and_one_too_small_takes_the_prior(tmp_path)
     prior = widths.choose_multiple(model, other, batch_size=8, cache_dir=str(tmp_path / "a"),
                                    budget_seconds=1e-3)
     assert (prior.source, prior.ms) == ("prior", {})
-    assert prior.multiple == (full.multiple if full.multiple in prior.flops else 1)
+    assert prior.multiple <= full.multiple and prior.multiple in prior.flops
+    assert [int(v.sum()) for v in eb_tf.round_masks(model, other, prior.multiple).values()] \
+        == [int(v.sum()) for v in eb_tf.round_masks(model, other, full.multiple).values()]
     assert len(os.listdir(tmp_path / "a")) == 1                    # a prior is not cached
     assert widths.retrain_budget(10, 4.0, 0.5) == pytest.approx(widths.BUDGET_FRACTION * 20)
     assert widths.retrain_budget(10, None, 0.5) is None
