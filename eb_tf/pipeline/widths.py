@@ -76,6 +76,9 @@ class WidthChoice:
       source: "measured" (here, now or cached) or "prior" (over budget: the latest
         measured choice on this device, policy and batch).
       budget_seconds: the measurement's budget (None: unlimited).
+      trace_seconds: seconds to build and trace one candidate's step (measured ones):
+        a later draw's prior tells from it, before pruning anything, whether tracing
+        would fit its budget.
     """
     multiple: int
     ms: Dict[int, List[float]]
@@ -87,6 +90,7 @@ class WidthChoice:
     seconds: float = 0.0
     source: str = "measured"
     budget_seconds: Optional[float] = None
+    trace_seconds: Optional[float] = None
 
     @property
     def median_ms(self) -> Dict[int, float]:
@@ -99,7 +103,8 @@ class WidthChoice:
                 "ms_rounds": self.ms, "flops": self.flops, "device": self.device,
                 "policy": self.policy, "batch_size": self.batch_size,
                 "cached": self.cached, "seconds": round(self.seconds, 3),
-                "source": self.source, "budget_seconds": self.budget_seconds}
+                "source": self.source, "budget_seconds": self.budget_seconds,
+                "trace_seconds": self.trace_seconds}
 
 
 def check_round_multiple(value, where: str = "round_multiple") -> Union[int, str]:
@@ -181,13 +186,13 @@ def _pruned(model, rounded) -> dict:
 
 
 def _time_rounds(tickets, policy, batch_size, rounds, steps, warmup,
-                 budget=None) -> Optional[Dict[int, List[float]]]:
+                 budget=None, stats=None) -> Optional[Dict[int, List[float]]]:
     """ms per step of each ticket in `rounds` interleaved rounds of >= `steps` steps and
     >= `ROUND_SECONDS` (a short step is noise-dominated: tiny models run more steps).
 
     With a `budget` (seconds), the rounds shrink to fit what is left after tracing (one
     round at least); None when tracing every ticket would not fit (projected from the
-    first one), before the others are traced.
+    first one), before the others are traced. `stats` (a dict) gets `trace_seconds`.
     """
     start_all = time.perf_counter()
     fns, data, counts, per_step = {}, {}, {}, {}
@@ -197,6 +202,8 @@ def _time_rounds(tickets, policy, batch_size, rounds, steps, warmup,
         fns[m] = step_timing.train_step(ticket)
         data[m] = step_timing.random_batch(ticket, batch_size)
         fns[m](*data[m]).numpy()                       # trace
+        if stats is not None and i == 0:
+            stats["trace_seconds"] = round(time.perf_counter() - start_all, 3)
         if budget is not None and i == 0 and \
                 (time.perf_counter() - start_all) * len(tickets) > budget:
             return None
@@ -221,8 +228,9 @@ def _time_rounds(tickets, policy, batch_size, rounds, steps, warmup,
     return ms
 
 
-def _prior(folder, device, policy, batch_size) -> Optional[int]:
-    """The choice of the latest table measured on this device, policy and batch."""
+def _prior(folder, device, policy, batch_size) -> Optional[tuple]:
+    """(multiple, trace seconds or None) of the latest table measured on this device,
+    policy and batch; None when there is none."""
     tables = []
     for name in os.listdir(folder) if os.path.isdir(folder) else []:
         path = os.path.join(folder, name)
@@ -233,8 +241,9 @@ def _prior(folder, device, policy, batch_size) -> Optional[int]:
             continue
         if (table.get("device"), table.get("policy"), table.get("batch_size"),
                 table.get("source", "measured")) == (device, policy, batch_size, "measured"):
-            tables.append((os.path.getmtime(path), name, int(table["multiple"])))
-    return max(tables)[2] if tables else None
+            tables.append((os.path.getmtime(path), name, int(table["multiple"]),
+                           table.get("trace_seconds")))
+    return max(tables)[2:] if tables else None
 
 
 def choose_multiple(model, masks, batch_size: Optional[int] = None,
@@ -291,24 +300,41 @@ def _choose(model, masks, batch_size=None, policy=None, cache_dir=None,
                   for m, t in _pruned(model, rounded).items()})
         return (WidthChoice(_pick(ms, flops), ms, flops, device, policy, batch_size, True),
                 rounded)
+    start = time.perf_counter()
+    prior = _prior(folder, device, policy, batch_size) if budget is not None else None
+    if prior is not None and prior[1] is not None and prior[1] * len(rounded) > budget:
+        return _from_prior(model, masks, prior[0], rounded, device, policy, batch_size,
+                           start, budget), rounded        # tracing would not fit: no pruning
     tickets = _pruned(model, rounded)
     flops = {m: int(flops_lib.count_flops(t).total) for m, t in tickets.items()}
-    start = time.perf_counter()
-    ms = _time_rounds(tickets, policy, batch_size, rounds, steps, warmup, budget)
+    stats = {}
+    ms = _time_rounds(tickets, policy, batch_size, rounds, steps, warmup, budget, stats)
     if ms is None:                              # over budget: the prior, not cached
-        prior = _prior(folder, device, policy, batch_size)
         if prior is not None:
-            multiple = _same_widths(model, masks, prior, rounded)
-            return (WidthChoice(multiple, {}, flops, device, policy, batch_size, False,
-                                time.perf_counter() - start, "prior", budget), rounded)
+            return _from_prior(model, masks, prior[0], rounded, device, policy, batch_size,
+                               start, budget, flops), rounded
         # No prior on this device yet: one round, the cheapest measurement, which then
         # serves as the prior of later draws here.
-        ms = _time_rounds(tickets, policy, batch_size, 1, steps, warmup)
+        ms = _time_rounds(tickets, policy, batch_size, 1, steps, warmup, stats=stats)
     choice = WidthChoice(_pick(ms, flops), ms, flops, device, policy, batch_size, False,
-                         time.perf_counter() - start, budget_seconds=budget)
+                         time.perf_counter() - start, budget_seconds=budget,
+                         trace_seconds=stats.get("trace_seconds"))
     os.makedirs(folder, exist_ok=True)
     io_utils.atomic_write_json(path, choice.as_dict())
     return choice, rounded
+
+
+def _from_prior(model, masks, prior, rounded, device, policy, batch_size, start, budget,
+                flops=None) -> WidthChoice:
+    """The unmeasured choice of the prior (its FLOPs counted on its ticket alone)."""
+    multiple = _same_widths(model, masks, prior, rounded)
+    if flops is None or multiple not in flops:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            flops = {multiple: int(flops_lib.count_flops(
+                prune(model, rounded[multiple][0])).total)}
+    return WidthChoice(multiple, {}, flops, device, policy, batch_size, False,
+                       time.perf_counter() - start, "prior", budget)
 
 
 def _chosen_masks(choice, rounded):
