@@ -1,8 +1,9 @@
 """The zoo and keras.applications families, built in Keras 3: pruned exactly and smaller.
 
 The same checks as tests/pruning/pruner_test.py (zoo) and applications_test.py (three
-fast families) on the Keras 3 builds: `eb_tf.models.build(..., keras_version=3)` and
-`keras.applications` of Keras 3.
+fast families; every other Keras 3 family with BatchNormalization in the slow test) on
+the Keras 3 builds: `eb_tf.models.build(..., keras_version=3)` and Keras 3's
+`keras.applications` (which has no RegNet and no ResNetRS).
 """
 import warnings
 
@@ -60,12 +61,29 @@ FAMILIES = {"MobileNetV2": (lambda **kw: A.MobileNetV2(alpha=0.35, **kw), 32),
             "MobileNetV3": (A.MobileNetV3Small, 64), "InceptionV3": (A.InceptionV3, 75)}
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_keras3_applications_prune_exactly(family):
-    builder, side = FAMILIES[family]
+def _prune_application(builder, side):
     model = eb_tf.add_bn_l1(builder(weights=None, input_shape=(side, side, 3), classes=10,
                                     classifier_activation=None))
     testing.randomize_bn(model, 0)
     masks = eb_tf.channel_masks(model, 0.5)
     x = np.random.default_rng(0).uniform(0, 255, (2, side, side, 3)).astype(np.float32)
     _exact(model, masks, x)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_keras3_applications_prune_exactly(family):
+    _prune_application(*FAMILIES[family])
+
+
+SLOW_FAMILIES = {
+    "MobileNet": (A.MobileNet, 64), "EfficientNet": (A.EfficientNetB0, 64),
+    "EfficientNetV2": (A.EfficientNetV2B0, 64), "ResNet": (A.ResNet50, 64),
+    "ResNetV2": (A.ResNet50V2, 64), "DenseNet": (A.DenseNet121, 64),
+    "NASNet": (A.NASNetMobile, 64), "Xception": (A.Xception, 71),
+    "InceptionResNetV2": (A.InceptionResNetV2, 75)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", sorted(SLOW_FAMILIES))
+def test_keras3_application_families_prune_exactly(family):
+    _prune_application(*SLOW_FAMILIES[family])
