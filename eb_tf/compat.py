@@ -74,6 +74,11 @@ def keras_version(obj) -> int:
 def keras_for(obj, where: str = "eb_tf"):
     """The Keras module a layer or model belongs to: `tf_keras` or `keras` (Keras 3).
 
+    Example:
+
+        k = compat.keras_for(model)                # tf_keras or keras
+        head = k.layers.Dense(10)                  # a layer of the model's own Keras
+
     Raises:
       ValueError: for an object of neither Keras.
     """
@@ -95,6 +100,11 @@ def check_model(model, where: str = "this function", allow_layer: bool = False):
 
     Returns:
       `tf_keras` or `keras` (Keras 3): build new layers for this model with it.
+
+    Example:
+
+        keras = compat.check_model(model, "eb_tf.prune")
+        clone = keras.models.clone_model(model)
 
     Raises:
       ValueError: for an object that is no Keras model (or layer) of either Keras.
@@ -140,7 +150,12 @@ def check_tf_keras_model(model, where: str = "this function", allow_layer: bool 
 
 def layer_classes(*names: str) -> tuple:
     """The layer classes called `names` in tf_keras and in Keras 3 (those that exist),
-    for isinstance checks that hold for both: `layer_classes("Add", "Multiply")`."""
+    for isinstance checks that hold for both.
+
+    Example:
+
+        isinstance(layer, compat.layer_classes("Add", "Multiply"))
+    """
     out = []
     for module in (keras, keras3):
         for name in names:

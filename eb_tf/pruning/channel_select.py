@@ -128,5 +128,10 @@ class Keras3ChannelSelect(keras3.layers.Layer):
 
 
 def channel_select_class(model) -> type:
-    """The gather layer class for `model`'s Keras: `ChannelSelect` or its Keras 3 twin."""
+    """The gather layer class for `model`'s Keras: `ChannelSelect` or its Keras 3 twin.
+
+    Example:
+
+        gather = channel_select_class(model)([0, 3], name="pick")
+    """
     return Keras3ChannelSelect if is_keras3(model) else ChannelSelect

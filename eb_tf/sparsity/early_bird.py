@@ -31,7 +31,12 @@ STATE_VERSION = 1
 
 def weights_file(model) -> str:
     """The ticket's weights file name for `model`: `weights.h5` (tf_keras), or
-    `weights.weights.h5` for a Keras 3 model (whose `save_weights` needs that suffix)."""
+    `weights.weights.h5` for a Keras 3 model (whose `save_weights` needs that suffix).
+
+    Example:
+
+        model.load_weights(os.path.join(save_dir, "p0.5", weights_file(model)))
+    """
     return "weights.weights.h5" if is_keras3(model) else "weights.h5"
 
 
