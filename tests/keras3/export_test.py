@@ -66,3 +66,17 @@ def test_keras3_channel_select_validates_and_round_trips_its_config():
     with pytest.raises(ValueError, match=r"index 5 is out of range for an input with 3 "
                                          r"channels \(allowed 0..2\)"):
         Keras3ChannelSelect([5])(keras3.Input((3,)))
+
+
+def test_compare_models_takes_keras3_dense_and_ticket(ticket):
+    dense_in = keras3.Input((8, 8, 3))
+    dense = keras3.Model(dense_in, L.Dense(5)(L.GlobalAveragePooling2D()(
+        L.Conv2D(16, 3, padding="same")(dense_in))))
+    x = np.random.default_rng(2).normal(size=(8, 8, 8, 3)).astype(np.float32)
+    y = np.arange(8) % 5
+    table = eb_tf.compare_models({"dense": dense, "ticket": ticket}, modes=("float32",),
+                                 data=(x, y), num_runs=3, warmup=1)
+    rows = {row["model"]: row for row in table.rows}
+    assert rows["dense"]["flops_ratio"] == 1.0
+    assert rows["ticket"]["flops"] == eb_tf.count_flops(ticket).total
+    assert rows["ticket"]["keras_acc"] == rows["ticket"]["tflite_acc"]

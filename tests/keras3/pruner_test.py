@@ -237,6 +237,10 @@ def test_prune_keras3_sequential_nested_multi_io_and_shared_layer():
     assert not isinstance(pruned, keras3.Sequential) and pruned.name == "seq"
     _assert_exact(pruner.apply_masks(seq, {"bn": np.array([F, T, T, F])}), pruned, _data(seq))
     assert pruned.get_layer("d").kernel.shape == (16 * 2, 3)
+    flops, pruned_flops = eb_tf.count_flops(seq), eb_tf.count_flops(pruned)
+    assert flops.per_layer == {"c": 16 * 9 * 2 * 4, "d": 64 * 3}
+    assert pruned_flops.per_layer == {"c": 16 * 9 * 2 * 2, "d": 32 * 3}
+    assert eb_tf.count_params(seq).total == seq.count_params()
 
     bb_in = keras3.Input((8, 8, 3))
     h = L.Conv2D(6, 3, padding="same", name="bb_c")(bb_in)
@@ -285,3 +289,32 @@ def test_apply_masks_copies_a_keras3_model_and_zeroes_gamma_beta_only():
     np.testing.assert_array_equal(bn.beta.numpy(), np.where(mask, orig.beta.numpy(), 0))
     np.testing.assert_array_equal(bn.moving_mean.numpy(), orig.moving_mean.numpy())
     assert (orig.gamma.numpy() != 0).all()                     # original untouched
+
+
+class _Subclassed(keras3.Model):
+    def __init__(self):
+        super().__init__(name="sub")
+        self.conv, self.bn = L.Conv2D(2, 1), L.BatchNormalization(name="bn")
+
+    def call(self, x):
+        return self.bn(self.conv(x))
+
+
+def test_keras3_bad_input_gets_one_line_errors():
+    sub = _Subclassed()
+    sub(np.zeros((1, 4, 4, 3), np.float32))
+    with pytest.raises(ValueError, match=r"^eb_tf.prune: model 'sub' \(_Subclassed\) is not a "
+                                         r"functional graph"):
+        eb_tf.prune(sub, {"bn": np.array([T, F])})
+    with pytest.raises(ValueError, match=r"^eb_tf.add_bn_l1: model 'sub' is a subclassed "
+                                         r"model \(_Subclassed\)"):
+        eb_tf.add_bn_l1(sub)
+    assert list(eb_tf.gammas(sub)) == ["bn"]           # the search itself works
+    unbuilt = keras3.Sequential([L.Conv2D(2, 1), L.BatchNormalization()])
+    with pytest.raises(ValueError, match=r"^eb_tf.count_flops: model 'sequential\w*' "
+                                         r"\(Sequential\) has no static layer graph"):
+        eb_tf.count_flops(unbuilt)
+    model = _preact_resnet()
+    with pytest.raises(ValueError, match=r"^eb_tf.prune: mask key 'nope' is not a trainable "
+                                         r"BatchNormalization of model 'preact'"):
+        eb_tf.prune(model, {"nope": np.ones(8, bool)})
