@@ -97,3 +97,19 @@ def test_early_bird_hooks_on_a_keras3_model_save_a_loadable_ticket(tmp_path):
     resumed.set_state(state)
     assert resumed.found_epochs == {0.5: 2}
     np.testing.assert_array_equal(resumed.tickets[0.5]["bn1"], eb.tickets[0.5]["bn1"])
+
+
+def test_sync_batchnorm_of_a_keras3_model_survives_clone_prune_and_saving(tmp_path):
+    model = _net()
+    x = np.random.default_rng(3).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    synced = eb_tf.sync_batchnorm(model)
+    bns = [r.layer for r in eb_tf.bn_layers(synced)]
+    assert [b.synchronized for b in bns] == [True, True]
+    np.testing.assert_allclose(synced(x, training=False), model(x, training=False), atol=1e-5)
+    regularised = eb_tf.add_bn_l1(synced)
+    pruned = eb_tf.prune(regularised, eb_tf.channel_masks(regularised, 0.3))
+    path = str(tmp_path / "synced.keras")
+    pruned.save(path)
+    loaded = keras3.models.load_model(path)
+    assert [r.layer.synchronized for r in eb_tf.bn_layers(loaded)] == [True, True]
+    assert eb_tf.sync_batchnorm(loaded) is loaded          # nothing left to convert
