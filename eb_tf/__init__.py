@@ -1,4 +1,4 @@
-"""eb_tf: Early-Bird lottery tickets for tf_keras and TensorFlow Model Optimization.
+"""eb_tf: Early-Bird lottery tickets for tf_keras and Keras 3, and tfmot QAT for tf_keras.
 
 Find the prunable subnetwork (the Early-Bird ticket) early in training, draw it as a
 physically smaller functional model, retrain it, and ship it to TFLite:
@@ -16,7 +16,8 @@ The sub-packages, in import order (each imports only those before it): `sparsity
 `tuning`, `bench` (see ARCHITECTURE.md). The names below are re-exported from them.
 `import eb_tf` loads neither keras_tuner, tensorflow_model_optimization nor matplotlib:
 the names that need them (`quantize_for_search`, `tune`, `bench`...) load them on
-first use.
+first use. It leaves `os.environ` and `tf.keras` as they were: models of tf_keras and
+of Keras 3 are both accepted, told apart per model (`eb_tf.compat.keras_for`).
 """
 import importlib
 
@@ -29,8 +30,8 @@ from eb_tf.export import (Comparison, ExportInfo, LatencyStats, LiteRTModel, com
                           measure_latency)
 from eb_tf.pipeline import Ticket, export_run, load_ticket
 from eb_tf.pipeline.widths import round_masks     # with multiple="auto": measured here
-from eb_tf.pruning import (ChannelSelect, FlopsReport, ParamsReport, apply_masks, count_flops,
-                           count_params, prune, summary)
+from eb_tf.pruning import (ChannelSelect, FlopsReport, Keras3ChannelSelect, ParamsReport,
+                           apply_masks, count_flops, count_params, prune, summary)
 from eb_tf.quantization import (RETRAIN_PRECISIONS, SEARCH_PRECISIONS, PreparedModel, is_quantized,
                                 prepare_for_precision, strip_precision)
 from eb_tf.sparsity import (BNRef, EarlyBird, add_bn_l1, add_weight_decay, bn_layers, channel_masks,
@@ -52,7 +53,8 @@ __all__ = [
     "BNRef", "bn_layers", "gammas", "channel_masks", "add_bn_l1", "add_weight_decay",
     "masks_from_gammas", "mask_distance", "distance_matrix", "EarlyBird",
     # pruning: physically smaller models
-    "apply_masks", "prune", "round_masks", "summary", "ChannelSelect", "count_flops",
+    "apply_masks", "prune", "round_masks", "summary", "ChannelSelect", "Keras3ChannelSelect",
+    "count_flops",
     "count_params", "FlopsReport", "ParamsReport",
     # quantization: low-precision search and retrain
     "SEARCH_PRECISIONS", "RETRAIN_PRECISIONS", "PreparedModel", "prepare_for_precision",

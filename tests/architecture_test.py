@@ -23,7 +23,7 @@ THIRD_PARTY = {
                                       ("eb_tf.export", "eb_tf.bench")),
     "matplotlib": ((), ("eb_tf.bench", "eb_tf.pipeline.plots")),
     "tf_keras": (("eb_tf.compat",), ()),
-    "keras": (("tests",), ()),  # Keras 3: only tests, to build bad inputs
+    "keras": (("eb_tf.compat", "tests"), ()),  # Keras 3: compat is the one seam
 }
 SCANNED_DIRS = ("eb_tf", "binaries", "configs")
 FORBIDDEN_TEXT = {"(issue": "an issue marker", "/work/": "a machine path",

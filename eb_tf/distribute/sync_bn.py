@@ -12,13 +12,16 @@ The layers become Keras's `SyncBatchNormalization`, which is
 part of `BatchNormalization.get_config()`, so it would silently vanish in every clone
 (`add_bn_l1`, `add_weight_decay`, `prune`) and in every saved `.keras` file, while
 the class survives them all (the pruner, FLOP counter and quantizer support it).
+A Keras 3 model keeps its class: Keras 3's `BatchNormalization` has `synchronized` in
+its config, so it survives clones and `.keras` files as an argument.
 
 Example:
 
     with strategy.scope():
         model = eb_tf.sync_batchnorm(eb_tf.models.build("vgg16", 10, (32, 32, 3)))
 """
-from eb_tf.compat import BatchNormalizationBase, check_tf_keras_model, keras
+from eb_tf.compat import (BN_CLASSES, Keras3Functional, check_model, is_keras3_operation, keras,
+                          keras3)
 from eb_tf.sparsity import batchnorm, regularizers
 
 __all__ = ["sync_batchnorm", "is_synchronized", "SyncBatchNormalization"]
@@ -28,8 +31,7 @@ SyncBatchNormalization = keras.layers.experimental.SyncBatchNormalization
 
 def is_synchronized(layer) -> bool:
     """True for a BatchNorm layer that all-reduces its batch statistics over replicas."""
-    return isinstance(layer, BatchNormalizationBase) and bool(getattr(layer, "synchronized",
-                                                                      False))
+    return isinstance(layer, BN_CLASSES) and bool(getattr(layer, "synchronized", False))
 
 
 def sync_batchnorm(model):
@@ -41,7 +43,8 @@ def sync_batchnorm(model):
     Call it inside `strategy.scope()` and before quantizing the model.
 
     Args:
-      model: a functional or Sequential tf_keras model (nested models are converted).
+      model: a functional or Sequential model, tf_keras or Keras 3 (nested models are
+        converted).
 
     Returns:
       A new model, or `model` itself if it has no unsynchronized BatchNorm.
@@ -52,11 +55,11 @@ def sync_batchnorm(model):
       ['SyncBatchNormalization']
 
     Raises:
-      ValueError: a subclassed or Keras 3 model, or a BatchNorm inside a wrapper
+      ValueError: a subclassed model, or a BatchNorm inside a wrapper
         (a quantized model: convert the float model first).
     """
     where = "eb_tf.sync_batchnorm"
-    check_tf_keras_model(model, where)
+    check_model(model, where)
     refs = batchnorm.bn_layers(model, include_frozen=True, where=where)
     if all(is_synchronized(r.layer) for r in refs):
         return model
@@ -69,8 +72,8 @@ def sync_batchnorm(model):
 
 
 def _convert(model, where):
-    if not isinstance(model, keras.Sequential) and not getattr(model, "_is_graph_network",
-                                                                False):
+    if not isinstance(model, (keras.Sequential, keras3.Sequential, Keras3Functional)) and \
+            not getattr(model, "_is_graph_network", False):
         raise ValueError(f"{where}: model {model.name!r} is a subclassed model "
                          f"({type(model).__name__}), which cannot be cloned; build it with "
                          "the functional API or keras.Sequential, or create its BatchNorm "
@@ -78,9 +81,14 @@ def _convert(model, where):
     pairs = []
 
     def clone_layer(layer):
-        if isinstance(layer, keras.Model):
+        if isinstance(layer, (keras.Model, keras3.Model)):
             return _convert(layer, where)
-        if isinstance(layer, BatchNormalizationBase) and not is_synchronized(layer):
+        if is_keras3_operation(layer):      # keras.ops.add & co.: stateless
+            return layer
+        if isinstance(layer, keras3.layers.BatchNormalization) and not is_synchronized(layer):
+            new = keras3.layers.BatchNormalization.from_config(
+                dict(layer.get_config(), synchronized=True))
+        elif isinstance(layer, BN_CLASSES) and not is_synchronized(layer):
             new = SyncBatchNormalization.from_config(layer.get_config())
         else:
             new = layer.__class__.from_config(layer.get_config())

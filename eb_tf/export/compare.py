@@ -22,7 +22,7 @@ import os
 import tempfile
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from eb_tf.compat import check_tf_keras_model, keras
+from eb_tf.compat import check_model, check_tf_keras_model, keras
 from eb_tf.export import litert, tflite
 from eb_tf.pruning.flops import count_flops
 
@@ -72,7 +72,8 @@ def compare_models(models: Mapping[str, Any], modes: Sequence[str] = ("float32",
     """Exports and measures several models side by side (the first one is the baseline).
 
     Args:
-      models: {name: tf_keras model}, e.g. `{"dense": dense, "ticket": ticket}`.
+      models: {name: Keras model (tf_keras or Keras 3)}, e.g.
+        `{"dense": dense, "ticket": ticket}`.
       modes: export modes (see `eb_tf.export.tflite.MODES`).
       data: optional labelled data (`(x, y)` arrays or an iterable of `(x, y)` batches)
         for the Keras and .tflite top-1 accuracy columns.
@@ -96,9 +97,9 @@ def compare_models(models: Mapping[str, Any], modes: Sequence[str] = ("float32",
       0.48
     """
     if not models:
-        raise ValueError("models is empty; give {name: tf_keras model}, baseline first")
+        raise ValueError("models is empty; give {name: Keras model}, baseline first")
     for name, model in models.items():
-        check_tf_keras_model(model, f"eb_tf.compare_models (model {name!r})")
+        check_model(model, f"eb_tf.compare_models (model {name!r})")
     modes = (modes,) if isinstance(modes, str) else tuple(modes)
     for mode in modes:
         tflite.check_mode(mode)

@@ -20,7 +20,7 @@ from typing import Any, List, Optional, Union
 
 import numpy as np
 
-from eb_tf.compat import keras
+from eb_tf.compat import keras, keras3
 
 __all__ = ["LiteRTModel", "LatencyStats", "evaluate_accuracy", "measure_latency"]
 
@@ -129,7 +129,7 @@ def evaluate_accuracy(model: Any, data: Any, max_samples: Optional[int] = None,
     """Top-1 accuracy of a Keras model or a .tflite model on labelled data.
 
     Args:
-      model: a tf_keras model, an `eb_tf.LiteRTModel`, a .tflite path, flatbuffer
+      model: a Keras model (tf_keras or Keras 3), an `eb_tf.LiteRTModel`, a .tflite path, flatbuffer
         bytes or an `eb_tf.ExportInfo`.
       data: an `(x, y)` pair of arrays, or an iterable of `(x, y)` batches (e.g.
         `splits.test()`); labels are class indices or one-hot rows.
@@ -143,8 +143,8 @@ def evaluate_accuracy(model: Any, data: Any, max_samples: Optional[int] = None,
       >>> eb_tf.evaluate_accuracy("model_int8.tflite", (x_test, y_test))
       0.968
     """
-    if isinstance(model, keras.Model):
-        predict = lambda x: model(x, training=False).numpy()  # noqa: E731
+    if isinstance(model, (keras.Model, keras3.Model)):
+        predict = lambda x: np.asarray(model(x, training=False))  # noqa: E731
     else:
         runner = model if isinstance(model, LiteRTModel) else LiteRTModel(model, num_threads=None)
         predict = runner

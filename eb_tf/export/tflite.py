@@ -1,8 +1,8 @@
-"""TFLite export of tf_keras models: float32, float16, dynamic-range and full int8.
+"""TFLite export of Keras models: float32, float16, dynamic-range and full int8.
 
-`export_tflite` converts a tf_keras model with `tf.lite.TFLiteConverter.from_keras_model`
-(which works on tf_keras models in TF 2.21) and writes the flatbuffer atomically, so a
-failed conversion leaves no file behind. Modes:
+`export_tflite` converts a tf_keras or Keras 3 model with
+`tf.lite.TFLiteConverter.from_keras_model` (which takes both in TF 2.21) and writes the
+flatbuffer atomically, so a failed conversion leaves no file behind. Modes:
 
 | mode | weights | activations | model input/output |
 | --- | --- | --- | --- |
@@ -31,7 +31,7 @@ from typing import Any, List, Tuple
 import numpy as np
 
 from eb_tf import io_utils
-from eb_tf.compat import check_tf_keras_model, keras, tf
+from eb_tf.compat import check_model, dtype_name, keras, keras3, tf
 from eb_tf.export.litert import LiteRTModel
 
 __all__ = ["MODES", "ExportInfo", "export_tflite", "convert_tflite", "is_qat_model",
@@ -80,8 +80,8 @@ def export_tflite(model, path: str, mode: str = "float32", representative_data: 
     """Converts a tf_keras model to TFLite and writes it atomically to `path`.
 
     Args:
-      model: a tf_keras model (functional, Sequential, pruned ticket with
-        `eb_tf.ChannelSelect` layers, or tfmot QAT / pruning-wrapped).
+      model: a tf_keras or Keras 3 model (functional, Sequential, pruned ticket with
+        `eb_tf.ChannelSelect` layers, or, tf_keras only, tfmot QAT / pruning-wrapped).
       path: the output file; must end in `.tflite`. Missing folders are created.
       mode: `"float32"`, `"float16"`, `"dynamic"` (int8 weights) or `"int8"` (full
         integer, int8 input and output).
@@ -103,7 +103,7 @@ def export_tflite(model, path: str, mode: str = "float32", representative_data: 
       >>> info.size_bytes
       2441876
     """
-    check_tf_keras_model(model, "eb_tf.export_tflite")
+    check_model(model, "eb_tf.export_tflite")
     check_mode(mode)
     _check_writable(path)
     data, calibration = _int8_calibration(model, mode, representative_data,
@@ -123,7 +123,7 @@ def convert_tflite(model, mode: str = "float32", representative_data: Any = None
     Example:
       >>> flatbuffer = eb_tf.convert_tflite(model, "dynamic")
     """
-    check_tf_keras_model(model, "eb_tf.convert_tflite")
+    check_model(model, "eb_tf.convert_tflite")
     check_mode(mode)
     data, calibration = _int8_calibration(model, mode, representative_data,
                                           max_calibration_samples)
@@ -171,7 +171,7 @@ def _int8_calibration(model, mode, representative_data, max_samples):
 
 def _calibration_samples(model, data, max_samples) -> List[List[np.ndarray]]:
     """Single-example float batches `[x_1, ..., x_k]` (one per model input)."""
-    specs = [(tuple(t.shape[1:]), t.dtype.as_numpy_dtype) for t in model.inputs]
+    specs = [(tuple(t.shape[1:]), dtype_name(t.dtype)) for t in model.inputs]
     if callable(data) and not isinstance(data, np.ndarray):
         data = data()
     if isinstance(data, (np.ndarray, tf.Tensor)):
@@ -247,9 +247,10 @@ def _all_layers(model):
     for layer in model.layers:
         yield layer
         inner = layer
-        while isinstance(inner, keras.layers.Wrapper) and hasattr(inner, "layer"):
+        while isinstance(inner, (keras.layers.Wrapper, keras3.layers.Wrapper)) and \
+                hasattr(inner, "layer"):
             inner = inner.layer
-        if isinstance(inner, keras.Model):
+        if isinstance(inner, (keras.Model, keras3.Model)):
             yield from _all_layers(inner)
 
 

@@ -14,7 +14,7 @@ Names (`names()` lists them):
   `function(num_classes=..., input_shape=..., width=..., **kwargs)`.
 
 Every zoo model is a functional tf_keras model that outputs logits (compile with
-`from_logits=True`), channels-last.
+`from_logits=True`), channels-last; `keras_version=3` builds the same model in Keras 3.
 
 Example:
 
@@ -25,8 +25,8 @@ import importlib
 import re
 from typing import List
 
-from eb_tf.compat import check_tf_keras_model
-from eb_tf.models import applications, convnet, preresnet, resnet, vgg
+from eb_tf.compat import check_model, check_tf_keras_model
+from eb_tf.models import applications, common, convnet, preresnet, resnet, vgg
 
 __all__ = ["build", "names"]
 
@@ -69,7 +69,8 @@ def _user_builder(name: str):
     return fn
 
 
-def build(name: str, num_classes: int, input_shape, width: float = 1.0, **kwargs):
+def build(name: str, num_classes: int, input_shape, width: float = 1.0,
+          keras_version: int = 2, **kwargs):
     """Builds a model of the zoo (or keras.applications, or a user builder) by name.
 
     Args:
@@ -79,10 +80,12 @@ def build(name: str, num_classes: int, input_shape, width: float = 1.0, **kwargs
       input_shape: (height, width, channels).
       width: channel multiplier (rounded half up, at least 1 channel); for
         keras.applications it is the MobileNets' `alpha` (other applications: 1.0 only).
+      keras_version: 2 (tf_keras, the default) or 3 (Keras 3, TensorFlow backend; a
+        user builder must then return a Keras 3 model).
       **kwargs: passed on to the builder (e.g. `gamma_init=1.0`, `cfg=[...]`).
 
     Returns:
-      A functional tf_keras model.
+      A functional tf_keras (or Keras 3) model.
 
     Raises:
       ValueError: for an unknown name (listing the known ones), a builder that cannot
@@ -93,7 +96,19 @@ def build(name: str, num_classes: int, input_shape, width: float = 1.0, **kwargs
         model = build("preresnet20_basic", 10, (32, 32, 3), width=0.5)
         model = build("keras:MobileNetV2", 10, (32, 32, 3), width=0.35)
         model = build("my_pkg.nets:tiny", 10, (32, 32, 3))
+        model = build("convnet", 10, (16, 16, 1), keras_version=3)   # Keras 3
     """
+    with common.use_keras(keras_version):
+        model = _build(name, num_classes, input_shape, width, **kwargs)
+    if keras_version == 3:
+        if check_model(model, f"eb_tf.models.build({name!r})").__name__ != "keras":
+            raise ValueError(f"eb_tf.models.build({name!r}, keras_version=3) got a tf_keras "
+                             "model from the builder; build it with `import keras`.")
+        return model
+    return check_tf_keras_model(model, f"eb_tf.models.build({name!r})")
+
+
+def _build(name: str, num_classes: int, input_shape, width: float = 1.0, **kwargs):
     if not isinstance(name, str) or not name:
         raise _unknown(name)
     if name in _FIXED:
@@ -111,7 +126,6 @@ def build(name: str, num_classes: int, input_shape, width: float = 1.0, **kwargs
     if app is not None:
         return applications.build(app, num_classes, input_shape, width, **kwargs)
     if ":" in name and not name.startswith("keras:"):
-        model = _user_builder(name)(num_classes=num_classes, input_shape=input_shape,
-                                    width=width, **kwargs)
-        return check_tf_keras_model(model, f"eb_tf.models.build({name!r})")
+        return _user_builder(name)(num_classes=num_classes, input_shape=input_shape,
+                                   width=width, **kwargs)
     raise _unknown(name)

@@ -15,8 +15,9 @@ Example:
 import inspect
 from typing import List, Optional
 
-from eb_tf.compat import check_tf_keras_model, keras
+from eb_tf.compat import check_model
 from eb_tf.models import common
+from eb_tf.models.common import keras
 
 
 def application_names() -> List[str]:
@@ -53,7 +54,8 @@ def build(app: str, num_classes: int, input_shape, width: float = 1.0, **kwargs)
       **kwargs: passed on (e.g. `dropout_rate`, `minimalistic`).
 
     Returns:
-      A functional tf_keras model with randomly initialised weights.
+      A functional model (tf_keras, or Keras 3 inside `common.use_keras(3)`) with
+      randomly initialised weights.
 
     Raises:
       ValueError: for width != 1.0 on an application without `alpha`, or an input
@@ -81,4 +83,5 @@ def build(app: str, num_classes: int, input_shape, width: float = 1.0, **kwargs)
         args["include_preprocessing"] = False
     args.update(kwargs)
     model = fn(**args)
-    return check_tf_keras_model(model, where)
+    check_model(model, where)
+    return model

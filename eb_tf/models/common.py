@@ -7,10 +7,48 @@ Early-Bird paper, so the defaults here are PyTorch's, not Keras's:
 * BatchNormalization with epsilon 1e-5 and momentum 0.9 (PyTorch's momentum 0.1);
 * `nn.Linear`'s default init, uniform(+-1/sqrt(fan_in)) for kernel and bias, unless a
   model says otherwise (the slimming VGG uses normal(0, 0.01) and bias 0).
+
+The builders build with `keras` below: tf_keras, or Keras 3 inside `use_keras(3)`
+(`eb_tf.models.build(..., keras_version=3)` enters it), so one builder serves both.
 """
+import contextlib
+import contextvars
 import math
 
-from eb_tf.compat import keras
+from eb_tf.compat import keras as _tf_keras
+from eb_tf.compat import keras3 as _keras3
+
+KERAS_VERSIONS = (2, 3)
+_ACTIVE = contextvars.ContextVar("eb_tf_models_keras_version", default=2)
+
+
+class _ActiveKeras:
+    """The Keras module the zoo builds with now: tf_keras, or Keras 3 in `use_keras(3)`."""
+
+    def __getattr__(self, name):
+        return getattr(_keras3 if _ACTIVE.get() == 3 else _tf_keras, name)
+
+
+keras = _ActiveKeras()
+
+
+@contextlib.contextmanager
+def use_keras(version: int):
+    """Builds zoo models with Keras `version` (2: tf_keras, 3: Keras 3) inside the block.
+
+    Example:
+
+        with common.use_keras(3):
+            model = vgg.vgg(16, 10, (32, 32, 3))      # a Keras 3 model
+    """
+    if isinstance(version, bool) or version not in KERAS_VERSIONS:
+        raise ValueError(f"keras_version must be 2 (tf_keras) or 3 (Keras 3, TensorFlow "
+                         f"backend), got {version!r}.")
+    token = _ACTIVE.set(int(version))
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9

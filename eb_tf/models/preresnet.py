@@ -19,8 +19,8 @@ Example:
 """
 from typing import Optional
 
-from eb_tf.compat import keras
 from eb_tf.models import common
+from eb_tf.models.common import keras
 
 EXPANSION = {"bottleneck": 4, "basic": 1}
 _PER_BLOCK = {"bottleneck": 9, "basic": 6}

@@ -16,8 +16,8 @@ Example:
 """
 from typing import Optional
 
-from eb_tf.compat import keras
 from eb_tf.models import common
+from eb_tf.models.common import keras
 
 LAYOUTS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)),
            50: ("bottleneck", (3, 4, 6, 3)), 101: ("bottleneck", (3, 4, 23, 3)),

@@ -18,8 +18,8 @@ Example:
 """
 from typing import Optional, Sequence
 
-from eb_tf.compat import keras
 from eb_tf.models import common
+from eb_tf.models.common import keras
 
 CONFIGS = {
     11: (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512),

@@ -18,7 +18,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from eb_tf.compat import keras
+from eb_tf.pruning import graph
 
 __all__ = ["overridden", "note"]
 
@@ -35,7 +35,7 @@ def overridden(plan) -> Dict[int, List[str]]:
         if h.kind != "barrier":
             continue
         read = np.unique(np.concatenate([plan.roots(t) for t in op.inputs]))
-        inside = op.layer.submodules if isinstance(op.layer, keras.Model) else ()
+        inside = graph.all_layers(op.layer) if graph.is_model(op.layer) else ()
         keys = [plan.bn_key[id(l)] for l in inside if plan.bn_key.get(id(l)) in plan.masks
                 and not plan.masks[plan.bn_key[id(l)]].all()]
         for bn_op, bn_h in zip(plan.graph.ops, plan.handlers):

@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from eb_tf.compat import check_tf_keras_model, tf
+from eb_tf.compat import check_model
 from eb_tf.pruning import barriers, graph
 from eb_tf.pruning import plan as channel_plan
 from eb_tf.sparsity import batchnorm
@@ -92,7 +92,7 @@ def _producer(ref) -> str:
     nodes = (ref.wrapper or ref.layer)._inbound_nodes  # pylint: disable=protected-access
     if not nodes:
         return ""
-    layers = tf.nest.flatten(nodes[0].inbound_layers)
+    layers = [t._keras_history[0] for t in graph.node_inputs(nodes[0])]  # pylint: disable=protected-access
     return ",".join("/".join(ref.path + (batchnorm.unwrap(l).name,)) for l in layers)
 
 
@@ -132,7 +132,8 @@ def summary(model, masks: Optional[Mapping[str, np.ndarray]] = None,
     """Per BN layer, how many channels `masks` keeps; printed and returned.
 
     Args:
-      model: a tf_keras model with BatchNormalization layers (see `eb_tf.bn_layers`).
+      model: a tf_keras or Keras 3 model with BatchNormalization layers (see
+        `eb_tf.bn_layers`).
       masks: {BN key: bool array (True = keep)} as drawn by `eb_tf.channel_masks`;
         BN layers without an entry (or `masks=None`) count as fully kept.
       print_fn: called once with the table text; None to print nothing.
@@ -152,7 +153,7 @@ def summary(model, masks: Optional[Mapping[str, np.ndarray]] = None,
         report = eb_tf.summary(model, masks)    # prints the table
         assert abs(report.fraction - 0.5) < 0.01
     """
-    check_tf_keras_model(model, "eb_tf.summary")
+    check_model(model, "eb_tf.summary")
     refs = batchnorm.bn_layers(model, where="eb_tf.summary")
     masks = {} if masks is None else masks
     unknown = sorted(set(masks) - {r.key for r in refs})

@@ -13,12 +13,13 @@ Example:
 """
 import numpy as np
 
-from eb_tf.compat import keras
+from eb_tf.compat import layer_classes
 from eb_tf.pruning import dispatch
 from eb_tf.pruning import graph as graph_lib
 
 __all__ = ["nan", "evaluate", "unary", "join"]
 _UNKNOWN_DIM = 16          # spatial size used to evaluate layers on constant inputs
+_CONCATENATE = layer_classes("Concatenate")
 
 
 def nan(n):
@@ -34,7 +35,8 @@ def evaluate(plan, op, in_vals) -> np.ndarray:
         dims = [1] + [_UNKNOWN_DIM if d is None else d for d in plan.graph.tensors[key].shape[1:]]
         xs.append(np.broadcast_to(np.where(np.isfinite(v), v, 0.0), dims).astype(np.float32))
     args, kwargs = graph_lib.call_arguments(op.node, xs)
-    if getattr(op.layer, "_expects_training_arg", False):
+    if getattr(op.layer, "_expects_training_arg", False) or \
+            getattr(op.layer, "_call_has_training_arg", False):
         kwargs["training"] = False
     y = op.layer(*args, **kwargs)
     y = np.asarray(y, dtype=np.float64).reshape(-1, plan.channels(op.outputs[0]))
@@ -73,7 +75,7 @@ def join(plan, op, vs):
             return vs.max(axis=0)
         if rule == "minimum":
             return vs.min(axis=0)
-    if isinstance(op.layer, keras.layers.Concatenate):   # on a non-channel axis
+    if isinstance(op.layer, _CONCATENATE):   # on a non-channel axis
         same = np.all(vs == vs[0], axis=0)
         return np.where(same, vs[0], np.nan)
     known = np.isfinite(vs).all(axis=0)        # any other rule: evaluate the layer

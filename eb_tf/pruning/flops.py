@@ -1,4 +1,4 @@
-"""Per-sample forward cost (MACs) and parameter counts of a tf_keras model, per layer.
+"""Per-sample forward cost (MACs) and parameter counts of a Keras model, per layer.
 
 FLOPs follow the Early-Bird / network-slimming convention: one multiply-accumulate
 (MAC) = one FLOP, counted for the weight layers (Conv1D/2D/3D incl. groups, their
@@ -6,6 +6,8 @@ transposes, DepthwiseConv, SeparableConv, Dense); VGG-16 on CIFAR is 313M. Every
 else (BN, activations, pooling, adds, bias adds, gathers) goes to `.other` as
 elementwise counts, never into `.total`. Costs are per sample (the batch dimension is
 left out) and read from the graph's static output shapes, so no forward pass is run.
+tf_keras and Keras 3 models count the same way (a Keras 3 `keras.ops` call such as
+`x * 2.0` is an elementwise op in `.other`, as tf_keras's `TFOpLambda` is).
 
 Example:
 
@@ -21,27 +23,36 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from eb_tf.compat import BatchNormalizationBase, check_tf_keras_model, keras, tf
+from eb_tf.compat import BN_CLASSES, check_model, is_keras3, keras, keras3, layer_classes, tf
+from eb_tf.pruning import graph
 
-_L = keras.layers
-_CONV = _L.Conv2D.__mro__[1]                    # base of every Conv* layer
-_TRANSPOSE = (_L.Conv1DTranspose, _L.Conv2DTranspose, _L.Conv3DTranspose)
-_SEPARABLE = _L.SeparableConv2D.__mro__[1]
-_DEPTHWISE = _L.DepthwiseConv2D.__mro__[1]
-_POOL = (_L.MaxPooling1D, _L.MaxPooling2D, _L.MaxPooling3D,
-         _L.AveragePooling1D, _L.AveragePooling2D, _L.AveragePooling3D)
-_GLOBAL_POOL = (_L.GlobalMaxPooling1D, _L.GlobalMaxPooling2D, _L.GlobalMaxPooling3D,
-                _L.GlobalAveragePooling1D, _L.GlobalAveragePooling2D,
-                _L.GlobalAveragePooling3D)
-_MERGE = (_L.Add, _L.Subtract, _L.Multiply, _L.Average, _L.Maximum, _L.Minimum)
+_L, _L3 = keras.layers, keras3.layers
+# The bases of every Conv* layer (tf_keras: one; Keras 3: plain, transposed, depthwise
+# and separable convolutions each have their own).
+_CONV = (_L.Conv2D.__mro__[1], _L3.Conv2D.__mro__[1], _L3.Conv2DTranspose.__mro__[1],
+         _L3.DepthwiseConv2D.__mro__[1], _L3.SeparableConv2D.__mro__[1])
+_TRANSPOSE = layer_classes("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
+_SEPARABLE = (_L.SeparableConv2D.__mro__[1], _L3.SeparableConv2D.__mro__[1])
+_DEPTHWISE = (_L.DepthwiseConv2D.__mro__[1], _L3.DepthwiseConv2D.__mro__[1])
+_DENSE = layer_classes("Dense")
+_TIME_DISTRIBUTED = layer_classes("TimeDistributed")
+_WRAPPERS = (_L.Wrapper, _L3.Wrapper)
+_POOL = layer_classes("MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
+                      "AveragePooling1D", "AveragePooling2D", "AveragePooling3D")
+_GLOBAL_POOL = layer_classes("GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
+                             "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+                             "GlobalAveragePooling3D")
+_MERGE = layer_classes("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
 # Layers that only move data (no arithmetic) or look up rows.
-_FREE = (_L.InputLayer, _L.Flatten, _L.Reshape, _L.Permute, _L.RepeatVector, _L.Dropout,
-         _L.SpatialDropout1D, _L.SpatialDropout2D, _L.SpatialDropout3D, _L.GaussianNoise,
-         _L.GaussianDropout, _L.AlphaDropout, _L.ActivityRegularization, _L.Identity,
-         _L.ZeroPadding1D, _L.ZeroPadding2D, _L.ZeroPadding3D, _L.Cropping1D, _L.Cropping2D,
-         _L.Cropping3D, _L.Concatenate, _L.Masking, _L.Embedding)
-_ELEMENTWISE_WEIGHTED = (BatchNormalizationBase, _L.LayerNormalization, _L.GroupNormalization,
-                         _L.Normalization, _L.PReLU)
+_FREE = layer_classes(
+    "InputLayer", "Flatten", "Reshape", "Permute", "RepeatVector", "Dropout",
+    "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+    "GaussianDropout", "AlphaDropout", "ActivityRegularization", "Identity",
+    "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D",
+    "Cropping3D", "Concatenate", "Masking", "Embedding")
+_ELEMENTWISE_WEIGHTED = BN_CLASSES + layer_classes(
+    "LayerNormalization", "GroupNormalization", "Normalization", "PReLU")
+_LINEAR = (keras.activations.linear, keras3.activations.linear)
 _MAC_TYPES = "Conv1D/2D/3D (groups), Conv*Transpose, DepthwiseConv*, SeparableConv*, Dense"
 _FIXED_SHAPE_HINT = ("FLOPs are per sample and need static shapes: build the model with a fixed "
                      "input shape, e.g. keras.Input(shape=(32, 32, 3)), not None dimensions.")
@@ -128,7 +139,7 @@ def _is_tfmot(layer) -> bool:
 
 def _unwrap_tfmot(layer):
     """The layer inside tfmot wrappers (QuantizeWrapperV2, PruneLowMagnitude)."""
-    while isinstance(layer, _L.Wrapper) and _is_tfmot(layer):
+    while isinstance(layer, _WRAPPERS) and _is_tfmot(layer):
         layer = layer.layer
     return layer
 
@@ -145,7 +156,7 @@ def _own_weights(layer):
     listed in its `_weight_vars`); min/max, masks and step counters are skipped.
     """
     moved = []
-    while isinstance(layer, _L.Wrapper) and _is_tfmot(layer):
+    while isinstance(layer, _WRAPPERS) and _is_tfmot(layer):
         moved += [entry[0] for entry in getattr(layer, "_weight_vars", ())]
         layer = layer.layer
     return list(layer.weights) + moved
@@ -156,7 +167,11 @@ def _has_activation(layer) -> bool:
     act = layer.activation
     while _is_tfmot(act) and hasattr(act, "activation"):
         act = act.activation
-    return not (act is keras.activations.linear or type(act).__name__ == "NoOpActivation")
+    return not (act in _LINEAR or type(act).__name__ == "NoOpActivation")
+
+
+def _numel(variable) -> int:
+    return int(np.prod(tuple(variable.shape), dtype=np.int64))
 
 
 def _size(shape) -> int:
@@ -172,19 +187,19 @@ def _positions(shape, layer) -> int:
 def _cost(layer, ins, outs) -> Tuple[int, int]:
     """(MACs, other elementwise ops) of one call of `layer` (already unwrapped)."""
     out = outs[0]
-    if isinstance(layer, _L.TimeDistributed):
+    if isinstance(layer, _TIME_DISTRIBUTED):
         return _cost(_unwrap_tfmot(layer.layer), ins, outs)
-    if isinstance(layer, (_CONV, _L.Dense)):
+    if isinstance(layer, _CONV + _DENSE):
         if isinstance(layer, _SEPARABLE):
-            kernel_size = int(layer.depthwise_kernel.shape.num_elements()
-                              + layer.pointwise_kernel.shape.num_elements())
-        elif isinstance(layer, _DEPTHWISE):
-            kernel_size = int(layer.depthwise_kernel.shape.num_elements())
+            kernel_size = _numel(layer.depthwise_kernel) + _numel(layer.pointwise_kernel)
+        elif isinstance(layer, _DEPTHWISE):   # Keras 3 names it `kernel`
+            kernel = getattr(layer, "depthwise_kernel", None)
+            kernel_size = _numel(layer.kernel if kernel is None else kernel)
         else:
-            kernel_size = int(layer.kernel.shape.num_elements())
+            kernel_size = _numel(layer.kernel)
         if isinstance(layer, _TRANSPOSE):        # every input position scatters the kernel
             macs = _positions(ins[0], layer) * kernel_size
-        elif isinstance(layer, _L.Dense):        # Dense acts on the last axis of any rank
+        elif isinstance(layer, _DENSE):          # Dense acts on the last axis of any rank
             macs = int(np.prod(out[1:-1], dtype=np.int64)) * kernel_size
         else:                                    # kernel = k... x C_in/groups x C_out
             macs = _positions(out, layer) * kernel_size
@@ -199,8 +214,9 @@ def _cost(layer, ins, outs) -> Tuple[int, int]:
         return 0, _size(out) * (len(ins) - 1)
     # A layer with weights may hide MACs (LSTM, attention, custom): refuse to guess.
     # eb_tf's ChannelSelect gather (pruning.channel_select) is matched by name, not imported.
-    if layer.weights and not (isinstance(layer, _ELEMENTWISE_WEIGHTED)
-                              or type(layer).__name__ == "ChannelSelect"):
+    if getattr(layer, "weights", None) and not (
+            isinstance(layer, _ELEMENTWISE_WEIGHTED)
+            or type(layer).__name__.endswith("ChannelSelect")):
         raise ValueError(
             f"eb_tf.count_flops: layer {layer.name!r} ({type(layer).__name__}) has weights but "
             f"no known MAC count; supported weight layers: {_MAC_TYPES}, plus normalisation "
@@ -214,22 +230,33 @@ def _static(tensors):
 
 def _calls(model, layer):
     """The nodes (calls) of `layer` that belong to `model`'s graph."""
+    if is_keras3(model):
+        nodes = graph.graph_model(model)._nodes  # pylint: disable=protected-access
+        return [node for i, node in enumerate(layer._inbound_nodes)  # pylint: disable=protected-access
+                if f"{id(layer)}_ib-{i}" in nodes]
     return [node for i, node in enumerate(layer._inbound_nodes)  # pylint: disable=protected-access
             if f"{layer.name}_ib-{i}" in model._network_nodes]   # pylint: disable=protected-access
 
 
+def _operations(model):
+    """The model's layers (and, in Keras 3, its `keras.ops` calls), in graph order."""
+    if is_keras3(model):
+        return graph.graph_model(model).operations
+    return model.layers
+
+
 def _walk_flops(model, prefix, times, macs, other):
-    if not getattr(model, "_is_graph_network", False):
+    if not graph.is_functional(model):
         hint = ("call it on keras.Input(shape=...) or build it with model.build(input_shape)"
-                if isinstance(model, keras.Sequential) else
+                if isinstance(model, (keras.Sequential, keras3.Sequential)) else
                 "rebuild it as a functional or Sequential model")
         raise ValueError(f"eb_tf.count_flops: model {prefix + model.name!r} "
                          f"({type(model).__name__}) has no static layer graph; {hint}. "
                          + _FIXED_SHAPE_HINT)
-    for layer in model.layers:
+    for layer in _operations(model):
         inner = _unwrap_tfmot(layer)
         nodes = _calls(model, layer)
-        if isinstance(inner, keras.Model):
+        if graph.is_model(inner):
             if nodes:
                 _walk_flops(inner, f"{prefix}{inner.name}/", times * len(nodes), macs, other)
             continue
@@ -263,13 +290,14 @@ def count_flops(model) -> FlopsReport:
     recursed into (keys `outer/inner`, multiplied by how often they are called).
 
     Args:
-      model: a functional or built Sequential tf_keras model with static input shapes.
+      model: a functional or built Sequential model (tf_keras or Keras 3) with static
+        input shapes.
 
     Returns:
       A `FlopsReport`.
 
     Raises:
-      ValueError: for a non-tf_keras model, a model without a static graph (subclassed,
+      ValueError: for a non-Keras model, a model without a static graph (subclassed,
         unbuilt), unknown (None) non-batch dimensions, or a weight layer of unknown cost.
 
     Example:
@@ -277,7 +305,7 @@ def count_flops(model) -> FlopsReport:
         model = eb_tf.models.build("vgg16", 10, (32, 32, 3))
         eb_tf.count_flops(model).total        # 313,201,664 (313M)
     """
-    check_tf_keras_model(model, "eb_tf.count_flops")
+    check_model(model, "eb_tf.count_flops")
     macs, other = {}, {}
     _walk_flops(model, "", 1, macs, other)
     return FlopsReport(int(sum(macs.values())), macs, other)
@@ -292,20 +320,20 @@ def count_params(model) -> ParamsReport:
     For plain models `total == model.count_params()`. Nested models give `outer/inner`.
 
     Args:
-      model: a built tf_keras model (any kind).
+      model: a built tf_keras or Keras 3 model (any kind).
 
     Returns:
       A `ParamsReport`.
 
     Raises:
-      ValueError: for a non-tf_keras model or an unbuilt one.
+      ValueError: for a non-Keras model or an unbuilt one.
 
     Example:
 
         report = eb_tf.count_params(model)
         print(report.total, report.trainable, report.per_layer["conv1"])
     """
-    check_tf_keras_model(model, "eb_tf.count_params")
+    check_model(model, "eb_tf.count_params")
     if not model.built:
         raise ValueError(f"eb_tf.count_params: model {model.name!r} is not built; call it on "
                          "data or build it with an input shape first.")
@@ -315,7 +343,7 @@ def count_params(model) -> ParamsReport:
     def walk(m, prefix):
         for layer in m.layers:
             inner = _unwrap_tfmot(layer)
-            if isinstance(inner, keras.Model):
+            if graph.is_model(inner):
                 walk(inner, f"{prefix}{inner.name}/")
                 continue
             if _is_quantizer(inner):
@@ -324,7 +352,7 @@ def count_params(model) -> ParamsReport:
             for w in _own_weights(layer):
                 if id(w) not in seen and hasattr(w, "shape"):
                     seen.add(id(w))
-                    size = int(np.prod(w.shape.as_list(), dtype=np.int64))
+                    size = _numel(w)
                     n += size
                     counts[1] += size if id(w) in trainable_ids else 0
             if n:

@@ -16,6 +16,9 @@ and config when channels go:
 Grouped convolutions are producers with `groups=True` (equal channels per group), or,
 with one channel per group, unary (depthwise). `eb_tf.pruning.dispatch.resolve` picks
 the handler of one layer call; `register(cls, handler)` adds a type (exact class).
+Every built-in type is registered for both Kerases (tf_keras and Keras 3 classes;
+Keras 3's DepthwiseConv keeps its kernel under the name `kernel`); Keras 3 ops such as
+`keras.ops.add` are mapped by class in `eb_tf.pruning.dispatch`.
 
 Example: a custom per-channel layer, y = x * scale (one weight per channel):
 
@@ -36,14 +39,16 @@ from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from eb_tf.compat import BatchNormalizationBase, CustomScaleLayer, keras
-from eb_tf.pruning.channel_select import ChannelSelect
+from eb_tf.compat import (BN_CLASSES, CustomScaleLayer, Keras3CustomScaleLayer, keras,
+                          keras3, layer_classes)
+from eb_tf.pruning.channel_select import ChannelSelect, Keras3ChannelSelect
 
 __all__ = ["Handler", "REGISTRY", "KINDS", "register", "supported_types", "slice_weights",
            "new_config", "weight_name", "slice_channels", "BARRIER", "JOIN", "GROUPED_CONV",
            "DEPTHWISE_CONV"]
 
 L = keras.layers
+_RESHAPE = layer_classes("Reshape")
 KINDS = ("unary", "producer", "join", "concat", "flatten", "select", "barrier")
 
 
@@ -94,32 +99,38 @@ def register(layer_cls: type, handler: Handler) -> None:
 
 def supported_types() -> str:
     """The supported layer class names, sorted, comma separated."""
-    extra = {"Model (nested functional)", "TFOpLambda (elementwise ops)", "Conv (groups)"}
+    extra = {"Model (nested functional)", "TFOpLambda (elementwise ops)", "Conv (groups)",
+             "keras.ops (Keras 3 elementwise ops)"}
     return ", ".join(sorted({c.__name__ for c in REGISTRY} | extra))
 
 
-def _same(*classes):
-    for c in classes:
-        register(c, Handler("unary", const="same"))
+def _register_all(names, handler):
+    """Registers `handler` for the classes called `names` in both Kerases."""
+    for cls in layer_classes(*names):
+        register(cls, handler)
 
 
-_same(L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D, L.GaussianNoise,
-      L.GaussianDropout, L.AlphaDropout, L.ActivityRegularization, L.Identity,
-      L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D, L.AveragePooling2D,
-      L.AveragePooling3D, L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D,
-      L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D,
-      L.Cropping1D, L.Cropping2D, L.Cropping3D, L.UpSampling1D, L.UpSampling2D, L.UpSampling3D)
-register(L.Reshape, Handler("unary", const="same", stateful=True))
-for _c in (L.ReLU, L.LeakyReLU, L.ELU, L.ThresholdedReLU, L.Activation, L.ZeroPadding1D,
-           L.ZeroPadding2D, L.ZeroPadding3D):
-    register(_c, Handler("unary"))
-register(L.PReLU, Handler("unary", channel_weights=(("alpha", -1),), stateful=True))
+_register_all((
+    "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+    "GaussianDropout", "AlphaDropout", "ActivityRegularization", "Identity",
+    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
+    "AveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
+    "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
+    "Cropping1D", "Cropping2D", "Cropping3D", "UpSampling1D", "UpSampling2D", "UpSampling3D"),
+    Handler("unary", const="same"))
+_register_all(("Reshape",), Handler("unary", const="same", stateful=True))
+_register_all(("ReLU", "LeakyReLU", "ELU", "ThresholdedReLU", "Activation", "ZeroPadding1D",
+               "ZeroPadding2D", "ZeroPadding3D"), Handler("unary"))
+_register_all(("PReLU",), Handler("unary", channel_weights=(("alpha", -1),), stateful=True))
 for _c in (L.DepthwiseConv1D, L.DepthwiseConv2D):
     register(_c, Handler("unary", channel_weights=(("depthwise_kernel", -2), ("bias", 0)),
                          stateful=True))
+for _c in (keras3.layers.DepthwiseConv1D, keras3.layers.DepthwiseConv2D):
+    register(_c, Handler("unary", channel_weights=(("kernel", -2), ("bias", 0)),
+                         stateful=True))
 _BN = Handler("unary", const="bn", stateful=True, channel_weights=(
     ("gamma", 0), ("beta", 0), ("moving_mean", 0), ("moving_variance", 0)))
-for _c in (L.BatchNormalization, L.experimental.SyncBatchNormalization, BatchNormalizationBase):
+for _c in (L.BatchNormalization, L.experimental.SyncBatchNormalization) + BN_CLASSES:
     register(_c, _BN)
 
 
@@ -127,32 +138,32 @@ def _one_by_one(layer):
     return all(k == 1 for k in layer.kernel_size)
 
 
-for _c in (L.Conv1D, L.Conv2D, L.Conv3D):
-    register(_c, Handler("producer", in_weights=(("kernel", -2),),
-                         out_weights=(("kernel", -1), ("bias", 0)), width_key="filters",
-                         foldable=_one_by_one, stateful=True))
-for _c in (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose):
-    register(_c, Handler("producer", in_weights=(("kernel", -1),),
-                         out_weights=(("kernel", -2), ("bias", 0)), width_key="filters",
-                         stateful=True))
-register(L.Dense, Handler("producer", in_weights=(("kernel", 0),),
-                          out_weights=(("kernel", 1), ("bias", 0)), width_key="units",
-                          foldable=lambda layer: True, stateful=True))
-for _c in (L.SeparableConv1D, L.SeparableConv2D):   # pointwise rows: see slice_weights
-    register(_c, Handler("producer", in_weights=(("depthwise_kernel", -2),),
-                         out_weights=(("pointwise_kernel", -1), ("bias", 0)),
-                         width_key="filters", stateful=True))
-for _c in (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum):
-    register(_c, Handler("join"))
-register(L.Concatenate, Handler("concat"))
-register(L.Flatten, Handler("flatten"))
-register(ChannelSelect, Handler("select", stateful=True))
-register(CustomScaleLayer, Handler("join"))          # x + scale * branch
-register(L.Rescaling, Handler("unary", channel_config=("scale", "offset"), stateful=True))
-register(L.Normalization, Handler("unary", channel_weights=(("mean", -1), ("variance", -1)),
-                                  channel_config=("mean", "variance"), stateful=True))
-for _c in (L.Softmax, L.LayerNormalization, L.UnitNormalization):
-    register(_c, Handler("barrier"))
+_register_all(("Conv1D", "Conv2D", "Conv3D"), Handler(
+    "producer", in_weights=(("kernel", -2),), out_weights=(("kernel", -1), ("bias", 0)),
+    width_key="filters", foldable=_one_by_one, stateful=True))
+_register_all(("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"), Handler(
+    "producer", in_weights=(("kernel", -1),), out_weights=(("kernel", -2), ("bias", 0)),
+    width_key="filters", stateful=True))
+_register_all(("Dense",), Handler("producer", in_weights=(("kernel", 0),),
+                                  out_weights=(("kernel", 1), ("bias", 0)), width_key="units",
+                                  foldable=lambda layer: True, stateful=True))
+_register_all(("SeparableConv1D", "SeparableConv2D"),   # pointwise rows: see slice_weights
+              Handler("producer", in_weights=(("depthwise_kernel", -2),),
+                      out_weights=(("pointwise_kernel", -1), ("bias", 0)),
+                      width_key="filters", stateful=True))
+_register_all(("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"), Handler("join"))
+_register_all(("Concatenate",), Handler("concat"))
+_register_all(("Flatten",), Handler("flatten"))
+for _c in (ChannelSelect, Keras3ChannelSelect):
+    register(_c, Handler("select", stateful=True))
+for _c in (CustomScaleLayer, Keras3CustomScaleLayer):
+    register(_c, Handler("join"))                    # x + scale * branch
+_register_all(("Rescaling",), Handler("unary", channel_config=("scale", "offset"),
+                                      stateful=True))
+_register_all(("Normalization",), Handler(
+    "unary", channel_weights=(("mean", -1), ("variance", -1)),
+    channel_config=("mean", "variance"), stateful=True))
+_register_all(("Softmax", "LayerNormalization", "UnitNormalization"), Handler("barrier"))
 BARRIER = Handler("barrier")
 JOIN = Handler("join")
 # A grouped Conv: one channel per group (in = groups = filters) is a depthwise conv.
@@ -260,7 +271,7 @@ def new_config(handler: Handler, layer, p_in, a_out, select=None, fold_bias=Fals
         config[handler.width_key] = int(len(a_out))
         if fold_bias:
             config["use_bias"] = True
-    elif isinstance(layer, L.Reshape) and config["target_shape"][-1] not in (-1, None):
+    elif isinstance(layer, _RESHAPE) and config["target_shape"][-1] not in (-1, None):
         config["target_shape"] = tuple(config["target_shape"][:-1]) + (int(len(p_in)),)
     elif handler.kind == "select":
         config["indices"] = [int(i) for i in select]

@@ -21,13 +21,14 @@ from typing import Dict, List
 
 import numpy as np
 
-from eb_tf.compat import keras
+from eb_tf.compat import layer_classes
+from eb_tf.pruning import dispatch
 from eb_tf.pruning import passes as channel_passes
 from eb_tf.pruning.plan import Plan
 
 __all__ = ["check_signal"]
 
-L = keras.layers
+_ADD = layer_classes("Add")
 
 
 def check_signal(plan: Plan, where: str = "eb_tf.prune") -> List[str]:
@@ -70,7 +71,7 @@ def check_signal(plan: Plan, where: str = "eb_tf.prune") -> List[str]:
                 continue
             seen.add(tuple(culprits))
             at = f"{op.layer.name!r} ({type(op.layer).__name__})"
-            if isinstance(op.layer, L.Add):
+            if isinstance(op.layer, _ADD) or dispatch.join_op(op.layer) == "add":
                 tail = ("the block becomes the identity (plus a constant); the skip path "
                         "carries the signal")
             else:

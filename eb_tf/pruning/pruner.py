@@ -25,7 +25,9 @@ refuses such layers instead.
 
 Which channels die, and where a gather (`ChannelSelect`) is needed, is decided by
 `eb_tf.pruning.plan`; which handler a layer gets by `eb_tf.pruning.dispatch`; how each
-layer type is sliced by `eb_tf.pruning.handlers`.
+layer type is sliced by `eb_tf.pruning.handlers`. Models of both Kerases are pruned by
+the same passes; the result is a model of the input's Keras (a Keras 3 ticket gathers
+with `Keras3ChannelSelect` and calls the same stateless `keras.ops` as the original).
 
 Example:
 
@@ -39,10 +41,10 @@ from typing import Dict
 
 import numpy as np
 
-from eb_tf.compat import check_tf_keras_model, keras, tf
+from eb_tf.compat import check_model, dtype_name, is_keras3_operation, tf
 from eb_tf.pruning import barriers, dispatch, graph, handlers, liveness
 from eb_tf.pruning import plan as channel_plan
-from eb_tf.pruning.channel_select import ChannelSelect
+from eb_tf.pruning.channel_select import channel_select_class
 from eb_tf.sparsity import batchnorm
 
 __all__ = ["apply_masks", "prune"]
@@ -52,7 +54,8 @@ def apply_masks(model, masks: Dict[str, np.ndarray]):
     """A copy of `model` with gamma = beta = 0 on the pruned channels of each BN.
 
     Args:
-      model: a functional or Sequential tf_keras model (nested models are fine).
+      model: a functional or Sequential model, tf_keras or Keras 3 (nested models are
+        fine).
       masks: {BN key (see `eb_tf.bn_layers`): bool array, True = keep}; BN layers
         without a mask are copied unchanged.
 
@@ -68,7 +71,7 @@ def apply_masks(model, masks: Dict[str, np.ndarray]):
         that `keras.models.clone_model` cannot copy (subclassed models).
     """
     where = "eb_tf.apply_masks"
-    check_tf_keras_model(model, where)
+    keras = check_model(model, where)
     masks, _ = channel_plan.check_masks(model, masks, where)
     try:
         clone = keras.models.clone_model(model)
@@ -81,7 +84,7 @@ def apply_masks(model, masks: Dict[str, np.ndarray]):
     for key, mask in masks.items():
         for var in (refs[key].gamma, refs[key].beta):
             if var is not None:
-                var.assign(np.where(mask, var.numpy(), 0).astype(var.dtype.as_numpy_dtype))
+                var.assign(np.where(mask, var.numpy(), 0).astype(dtype_name(var.dtype)))
     return clone
 
 
@@ -107,15 +110,16 @@ def prune(model, masks: Dict[str, np.ndarray], unknown: str = "barrier"):
     default), which keeps at least that many channels in every BN.
 
     Args:
-      model: a functional or Sequential tf_keras model; nested functional models
-        (e.g. a keras.applications backbone) and several inputs/outputs are supported.
+      model: a functional or Sequential model, tf_keras or Keras 3; nested functional
+        models (e.g. a keras.applications backbone) and several inputs/outputs are
+        supported.
       masks: {BN key: bool array, True = keep}, as from `eb_tf.channel_masks`.
       unknown: what a layer the pruner cannot map becomes: "barrier" (the default; its
         spaces keep their channels, with a warning) or "error" (a ValueError, as
         before 0.3).
 
     Returns:
-      An uncompiled functional model whose inference output equals
+      An uncompiled functional model of the same Keras whose inference output equals
       `apply_masks(model, masks)`'s.
 
     Example:
@@ -134,7 +138,7 @@ def prune(model, masks: Dict[str, np.ndarray], unknown: str = "barrier"):
         supported types); nothing is built then.
     """
     where = "eb_tf.prune"
-    check_tf_keras_model(model, where)
+    check_model(model, where)
     if not batchnorm.bn_layers(model, include_frozen=True, where=where):
         raise ValueError(f"{where}: model {model.name!r} has no BatchNormalization layer, "
                          "so there is nothing to prune: masks are drawn from BN gammas. "
@@ -154,6 +158,8 @@ class _Rebuilder:
     def __init__(self, plan):
         self.plan, self.g = plan, plan.graph
         self.layers, self.assign = {}, []
+        self.keras = check_model(plan.graph.model, "eb_tf.prune")
+        self.select_cls = channel_select_class(plan.graph.model)
 
     def build(self):
         model = self._model(self.g.model, top=True)
@@ -166,19 +172,20 @@ class _Rebuilder:
     def _model(self, m, top=False):
         lookup, names, gathers = {}, {layer.name for layer in m.layers}, {}
         new_inputs = []
-        for kt in tf.nest.flatten(m._nested_inputs):  # pylint: disable=protected-access
+        keras = self.keras
+        for kt in m.inputs:
             key = self.g.key(kt)
-            shape = kt.shape.as_list()
+            shape = list(kt.shape)
             if not top:
                 shape[-1] = int(self.plan.phys[key].size)
-            inp = keras.Input(batch_shape=shape, dtype=kt.dtype,
-                              name=kt._keras_history.layer.name)  # pylint: disable=protected-access
+            inp = keras.Input(batch_shape=tuple(shape), dtype=kt.dtype,
+                              name=graph.input_layer_name(kt))
             new_inputs.append(inp)
             lookup[key] = inp
         for node in graph.model_nodes(m):
             if id(node) not in self.g.op_of_node:         # a nested model, inlined
-                inner = self._model(node.layer)
-                inner.trainable = node.layer.trainable
+                inner = self._model(graph.node_layer(node))
+                inner.trainable = graph.node_layer(node).trainable
                 args, kwargs = self._map(node, lookup, None, names, gathers)
                 outs = inner(*args, **kwargs)
             else:
@@ -192,19 +199,16 @@ class _Rebuilder:
                     outs = args[0]                    # a gather that keeps everything
                 else:
                     outs = self._layer(op, select)(*args, **kwargs)
-            for kt, y in zip(tf.nest.flatten(node.outputs), tf.nest.flatten(outs)):
+            for kt, y in zip(graph.node_outputs(node), tf.nest.flatten(outs)):
                 lookup[self.g.key(kt)] = y
-        outputs = [lookup[self.g.key(kt)]
-                   for kt in tf.nest.flatten(m._nested_outputs)]  # pylint: disable=protected-access
-        return keras.Model(
-            tf.nest.pack_sequence_as(m._nested_inputs, new_inputs),  # pylint: disable=protected-access
-            tf.nest.pack_sequence_as(m._nested_outputs, outputs),  # pylint: disable=protected-access
-            name=m.name)
+        outputs = [lookup[self.g.key(kt)] for kt in m.outputs]
+        return keras.Model(graph.pack_like(m, graph.nested_inputs(m), new_inputs),
+                           graph.pack_like(m, graph.nested_outputs(m), outputs), name=m.name)
 
     def _map(self, node, lookup, op, names, gathers):
         """The node's call arguments over the new tensors, with gathers on narrowed edges."""
         inputs = []
-        for slot, kt in enumerate(node.keras_inputs):
+        for slot, kt in enumerate(graph.node_inputs(node)):
             key = self.g.key(kt)
             y = lookup[key]
             if op is not None and self.plan.needs_gather(op, slot):
@@ -233,7 +237,7 @@ class _Rebuilder:
                 name = f"{op.layer.name}_select{n}"
             names.add(name)
             indices = np.searchsorted(self.plan.phys[key], p)
-            gathers[cache_key] = ChannelSelect(indices.tolist(), name=name)(y)
+            gathers[cache_key] = self.select_cls(indices.tolist(), name=name)(y)
         return gathers[cache_key]
 
     def _select_indices(self, op):
@@ -248,6 +252,9 @@ class _Rebuilder:
         if id(layer) in self.layers:
             return self.layers[id(layer)]
         plan, h = self.plan, self.plan.handlers[op.index]
+        if is_keras3_operation(layer):    # keras.ops.*: stateless, constants are arguments
+            self.layers[id(layer)] = layer
+            return layer
         if h.kind == "barrier":
             self.layers[id(layer)] = self._copy(layer)
             return self.layers[id(layer)]
@@ -269,10 +276,10 @@ class _Rebuilder:
         """A barrier: the same layer rebuilt from its config, weights copied (masks
         applied to the BN layers in it); a stateless layer without a working config is
         called as it is."""
-        if isinstance(layer, keras.Model):
-            new = keras.models.clone_model(layer)
+        if graph.is_model(layer):
+            new = self.keras.models.clone_model(layer)
             new.set_weights(layer.get_weights())
-            for old, twin in zip(_flat_layers(layer), _flat_layers(new)):
+            for old, twin in zip(graph.all_layers(layer), graph.all_layers(new)):
                 if id(old) in self.plan.bn_key and old.weights:
                     w = self.plan.weights(old)
                     twin.set_weights([w[handlers.weight_name(v)] for v in old.weights])
@@ -292,11 +299,3 @@ class _Rebuilder:
             self.assign.append((new, self.plan.weights(layer) if masked
                                 else layer.get_weights()))
         return new
-
-
-def _flat_layers(model):
-    """Every layer inside `model`, nested models expanded, in `layers` order."""
-    out = []
-    for layer in model.layers:
-        out.extend(_flat_layers(layer) if isinstance(layer, keras.Model) else [layer])
-    return out

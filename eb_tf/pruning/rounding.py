@@ -28,7 +28,7 @@ from typing import Dict, List, Tuple, Union
 
 import numpy as np
 
-from eb_tf.compat import check_tf_keras_model
+from eb_tf.compat import check_model
 from eb_tf.pruning import plan as channel_plan
 from eb_tf.sparsity import batchnorm
 
@@ -95,7 +95,7 @@ def round_masks(model, masks: Dict[str, np.ndarray],
         refuses them.
     """
     where = "eb_tf.round_masks"
-    check_tf_keras_model(model, where)
+    check_model(model, where)
     if multiple == "none":
         return channel_plan.check_masks(model, masks, where)[0]
     check_multiple(multiple, where)

@@ -15,17 +15,21 @@ Example:
     testing.randomize_bn(model, seed=3)
     masks = testing.random_masks(model, seed=3)
     testing.output_varies(eb_tf.apply_masks(model, masks))   # else prune raises
+
+`random_model(seed, keras=compat.keras3)` builds the same graph in Keras 3 (its
+`x + 3.0` and `x * (1 / 6)` are then `keras.ops` calls); the other helpers take models
+of either Keras.
 """
 from typing import Dict, List, Tuple
 
 import numpy as np
 
-from eb_tf.compat import keras, tf
+from eb_tf.compat import BN_CLASSES, keras_for, tf
+from eb_tf.compat import keras as tf_keras
 from eb_tf.sparsity import batchnorm
 
 __all__ = ["random_model", "randomize_bn", "calibrate_bn", "random_masks", "output_varies",
            "live_channels", "data_dependent", "max_rel_error"]
-L = keras.layers
 
 
 def randomize_bn(model, seed: int = 0) -> None:
@@ -46,10 +50,10 @@ def calibrate_bn(model, data, seed: int = 0) -> None:
     `data` (randomly off by up to ~10% / 25%), in layer order, so that ReLUs behind
     random BNs are neither dead nor always on. Uses the model's current gammas."""
     rng = np.random.default_rng(seed)
-    bns = [l for l in model.layers if isinstance(l, L.BatchNormalization)]
+    bns = [l for l in model.layers if isinstance(l, BN_CLASSES)]
     if not bns:
         return
-    probe = keras.Model(model.inputs, [bn.input for bn in bns])
+    probe = keras_for(model).Model(model.inputs, [bn.input for bn in bns])
     fn = tf.function(lambda t: probe(t, training=False))
     for i, bn in enumerate(bns):
         value = np.asarray(tf.nest.flatten(fn(data))[i], np.float64)
@@ -125,7 +129,7 @@ class _Spaces:
 
 def random_model(seed: int, blocks: int = 4, input_shape=(8, 8, 3), classes: int = 3,
                  max_width: int = 6, activation: str = "relu",
-                 extended: bool = False) -> Tuple[keras.Model, List[List[str]]]:
+                 extended: bool = False, keras=None) -> Tuple[object, List[List[str]]]:
     """A random small functional model and its channel spaces (lists of producer names).
 
     Each block draws from: conv-BN-ReLU, post-activation residual, pre-activation stage
@@ -137,7 +141,11 @@ def random_model(seed: int, blocks: int = 4, input_shape=(8, 8, 3), classes: int
     choice for liveness checks; "relu" uses ReLU. `extended=True` adds the blocks of
     keras.applications' newer families: a TF-op hard-swish (`x * relu6(x + 3) / 6`), a
     grouped conv (RegNet), a per-channel Rescaling and a TF-op residual `x + y`.
+    `keras` is the Keras module to build with: tf_keras (the default) or Keras 3
+    (`eb_tf.compat.keras3`); the same seed gives the same graph in both.
     """
+    keras = tf_keras if keras is None else keras
+    L = keras.layers  # pylint: disable=invalid-name
     if activation not in ("relu", "leaky"):
         raise ValueError(f"activation must be 'relu' or 'leaky', got {activation!r}")
     rng = np.random.default_rng(seed)
@@ -222,7 +230,7 @@ def random_model(seed: int, blocks: int = 4, input_shape=(8, 8, 3), classes: int
             x = L.Multiply()([x, L.Reshape((1, 1, x.shape[-1]))(s)])
             space = sp.union(name, space)
         elif size >= 4:
-            x = (L.MaxPooling2D() if rng.random() < 0.5 else L.AveragePooling2D())(x)
+            x = (L.MaxPooling2D(2) if rng.random() < 0.5 else L.AveragePooling2D(2))(x)
     head = sp.new(f"p{next(counter)}")
     x = L.Flatten()(x) if rng.random() < 0.5 else L.GlobalAveragePooling2D()(x)
     out = L.Dense(classes, name=head)(x)
@@ -259,7 +267,7 @@ def data_dependent(model, producers: List[str], x, tol: float = 1e-6) -> bool:
     consumer's bias, so the liveness count is only an upper bound there.
     """
     outputs = [model.get_layer(n).output for n in producers]
-    values = keras.Model(model.inputs, outputs)(x, training=False)
+    values = keras_for(model).Model(model.inputs, outputs)(x, training=False)
     for value in tf.nest.flatten(values):
         value = np.asarray(value, np.float64)
         if np.max(np.abs(value - value[:1])) > tol * max(1.0, float(np.max(np.abs(value)))):

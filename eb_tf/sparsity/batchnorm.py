@@ -2,7 +2,8 @@
 
 Finds the BN layers whose gammas score channels (through tfmot wrappers and
 nested models), reads their gammas and draws channel masks from them. Mask keys are
-the BN layer's own name, or `outer/inner` for a BN inside a nested model.
+the BN layer's own name, or `outer/inner` for a BN inside a nested model. Models of
+either Keras (tf_keras, Keras 3) are read the same way.
 
 Example:
 
@@ -17,8 +18,12 @@ from typing import Dict, Iterable, List, Optional
 
 import numpy as np
 
-from eb_tf.compat import BatchNormalizationBase, check_tf_keras_model, keras, tf
+from eb_tf.compat import BN_CLASSES, check_model, keras, keras3, tf
 from eb_tf.sparsity import masks as masks_lib
+
+
+_WRAPPERS = (keras.layers.Wrapper, keras3.layers.Wrapper)
+_MODELS = (keras.Model, keras3.Model)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,8 +38,8 @@ class BNRef:
       trainable: the layer and every model around it are trainable.
     """
     key: str
-    layer: keras.layers.Layer
-    wrapper: Optional[keras.layers.Layer] = None
+    layer: object
+    wrapper: Optional[object] = None
     path: tuple = ()
     trainable: bool = True
 
@@ -46,7 +51,7 @@ class BNRef:
 
 def unwrap(layer):
     """The innermost layer of a chain of `keras.layers.Wrapper`s (tfmot wrappers)."""
-    while isinstance(layer, keras.layers.Wrapper) and hasattr(layer, "layer"):
+    while isinstance(layer, _WRAPPERS) and hasattr(layer, "layer"):
         layer = layer.layer
     return layer
 
@@ -60,7 +65,8 @@ def bn_layers(model, include_frozen: bool = False, where: str = "bn_layers") -> 
     """All BatchNorm layers of `model`, in layer order, recursing into nested models.
 
     Args:
-      model: a tf_keras model (functional, Sequential, subclassed or tfmot-wrapped).
+      model: a tf_keras or Keras 3 model (functional, Sequential, subclassed or
+        tfmot-wrapped).
       include_frozen: also return BN layers that are frozen or have `scale=False`,
         which are never mask candidates.
       where: the public function's name for error messages.
@@ -68,7 +74,7 @@ def bn_layers(model, include_frozen: bool = False, where: str = "bn_layers") -> 
     Returns:
       A list of `BNRef`, keys unique.
     """
-    check_tf_keras_model(model, where)
+    check_model(model, where)
     refs: List[BNRef] = []
     _collect(model, (), refs, include_frozen, model.trainable)
     return refs
@@ -77,10 +83,10 @@ def bn_layers(model, include_frozen: bool = False, where: str = "bn_layers") -> 
 def _collect(model, path, refs, include_frozen, parent_trainable):
     for layer in model.layers:
         inner = unwrap(layer)
-        if isinstance(inner, keras.Model):
+        if isinstance(inner, _MODELS):
             _collect(inner, path + (inner.name,), refs, include_frozen,
                      parent_trainable and inner.trainable)
-        elif isinstance(inner, BatchNormalizationBase):
+        elif isinstance(inner, BN_CLASSES):
             trainable = parent_trainable and (layer.trainable and inner.trainable)
             if include_frozen or (trainable and inner.scale):
                 key = "/".join(path + (inner.name,))
@@ -124,7 +130,7 @@ def gammas(model, where: str = "gammas") -> Dict[str, np.ndarray]:
             raise ValueError(f"{where}: BN layer {ref.key!r} is not built yet; call the model "
                              "on data (or build it with an input shape) first.")
     # One concatenation, one device-to-host copy (cheap per epoch even on a GPU).
-    flat = tf.concat([ref.gamma if ref.gamma.dtype == tf.float32 else
+    flat = tf.concat([ref.gamma if tf.as_dtype(ref.gamma.dtype) == tf.float32 else
                       tf.cast(ref.gamma, tf.float32) for ref in refs], axis=0).numpy()
     sizes = [int(ref.gamma.shape[0]) for ref in refs]
     out = dict(zip([ref.key for ref in refs], np.split(flat, np.cumsum(sizes)[:-1])))
@@ -146,7 +152,7 @@ def channel_masks(model, ratio: float, scope: str = "global", min_channels: int 
     layers with `scale=True`; frozen ones and `exclude`d keys are skipped.
 
     Args:
-      model: a tf_keras model (nested and tfmot-wrapped BNs are found).
+      model: a tf_keras or Keras 3 model (nested and tfmot-wrapped BNs are found).
       ratio: the fraction of channels to prune, in (0, 1).
       scope: "global" (one |gamma| threshold over all BNs) or "layer" (the ratio
         within each BN).
@@ -162,6 +168,6 @@ def channel_masks(model, ratio: float, scope: str = "global", min_channels: int 
       ValueError: no candidate BN layer, NaN gammas, ratio outside (0, 1), bad scope,
         min_channels not an int >= 0.
     """
-    check_tf_keras_model(model, "eb_tf.channel_masks")
+    check_model(model, "eb_tf.channel_masks")
     return masks_lib.masks_from_gammas(gammas(model, where="eb_tf.channel_masks"), ratio,
                                        scope=scope, min_channels=min_channels, exclude=exclude)

@@ -20,13 +20,24 @@ from typing import Dict, Iterable, List, Optional
 import numpy as np
 
 from eb_tf import io_utils
-from eb_tf.compat import keras
+from eb_tf.compat import is_keras3, keras
 from eb_tf.sparsity import batchnorm
 from eb_tf.sparsity import masks as masks_lib
 
-__all__ = ["EarlyBird"]
+__all__ = ["EarlyBird", "weights_file"]
 
 STATE_VERSION = 1
+
+
+def weights_file(model) -> str:
+    """The ticket's weights file name for `model`: `weights.h5` (tf_keras), or
+    `weights.weights.h5` for a Keras 3 model (whose `save_weights` needs that suffix).
+
+    Example:
+
+        model.load_weights(os.path.join(save_dir, "p0.5", weights_file(model)))
+    """
+    return "weights.weights.h5" if is_keras3(model) else "weights.h5"
 
 
 def _ratio_dir(ratio: float) -> str:
@@ -47,6 +58,8 @@ class EarlyBird(keras.callbacks.Callback):
 
     Each epoch `logs` gains `eb_distance_p{r:g}` (NaN until the window is full), so put
     this callback before TensorBoard/CSVLogger in `callbacks` for them to record it.
+    It works in the `fit` of tf_keras and of Keras 3 models alike (a Keras 3 ticket's
+    weights are saved as `weights.weights.h5`, see `weights_file`).
 
     Example:
       >>> eb = eb_tf.EarlyBird(ratios=(0.5,), threshold=0.1, window=5)
@@ -71,7 +84,8 @@ class EarlyBird(keras.callbacks.Callback):
             run goes on and masks, distances and `save_epochs` keep being recorded.
           save_dir: if set, the ticket for r is written at its epoch t to
             `save_dir/p{r:g}/`: `mask.npz` (one bool array per BN key), `weights.h5`
-            (the model's weights at t) and `meta.json`, atomically.
+            (the model's weights at t; `weights.weights.h5` for a Keras 3 model) and
+            `meta.json` (its `weights_file` names it), atomically.
           save_epochs: epochs (from 1) at which to keep the masks of every ratio
             regardless of emergence (paper Fig. 1); in `epoch_masks`, and with
             `save_dir` also written to `save_dir/epoch{t}/p{r:g}/` like a ticket.
@@ -201,10 +215,10 @@ class EarlyBird(keras.callbacks.Callback):
                 "num_channels": int(sum(m.size for m in mask.values())),
                 "num_kept": int(sum(int(m.sum()) for m in mask.values())),
                 "keys": list(mask), "distances": self.distances[ratio],
-                "epochs": self.epochs}
+                "epochs": self.epochs, "weights_file": weights_file(self.model)}
         with io_utils.atomic_dir(path) as tmp:
             np.savez(os.path.join(tmp, "mask.npz"), **mask)
-            self.model.save_weights(os.path.join(tmp, "weights.h5"))
+            self.model.save_weights(os.path.join(tmp, weights_file(self.model)))
             io_utils.atomic_write_json(os.path.join(tmp, "meta.json"), meta)
 
     # ------------------------------------------------------------------ state

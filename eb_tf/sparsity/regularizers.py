@@ -5,6 +5,7 @@ BN layer (`eb_tf.sparsity.batchnorm.bn_layers`); `add_weight_decay` adds PyTorch
 coupled weight decay (an L2 penalty of wd / 2) on every trainable weight. Both return a
 clone with the weights copied, so they compose in either order and apply once only.
 `clone_with_weights` is the clone-and-copy helper they share with `sync_batchnorm`.
+Models of either Keras (tf_keras, Keras 3) are cloned with their own Keras.
 
 Example:
 
@@ -18,7 +19,7 @@ from typing import Dict, Iterable, Optional
 
 from absl import logging
 
-from eb_tf.compat import check_tf_keras_model, keras
+from eb_tf.compat import Keras3Functional, check_model, is_keras3_operation
 from eb_tf.sparsity import masks as masks_lib
 from eb_tf.sparsity.batchnorm import bn_layers, no_candidates_message, unwrap
 
@@ -37,7 +38,8 @@ def add_bn_l1(model, strength: float = 1e-4, exclude: Optional[Iterable[str]] = 
     doubling it; an existing L2 part (`add_weight_decay`) is kept (L1L2).
 
     Args:
-      model: a functional or Sequential tf_keras model (nested models are handled).
+      model: a functional or Sequential model, tf_keras or Keras 3 (nested models are
+        handled).
       strength: the L1 coefficient s >= 0 (0 removes the L1 part); paper: 1e-4.
       exclude: BN keys or fnmatch patterns to leave without L1.
       enable_scale: turn on `scale` (a learned gamma, starting at 1) for the trainable
@@ -49,12 +51,12 @@ def add_bn_l1(model, strength: float = 1e-4, exclude: Optional[Iterable[str]] = 
       >>> model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy")
 
     Raises:
-      ValueError: subclassed or Keras 3 model, no trainable BN layer with scale=True
+      ValueError: subclassed model, no trainable BN layer with scale=True
         (or scale=False and enable_scale), strength < 0, an `exclude` entry matching no
         layer.
     """
     where = "eb_tf.add_bn_l1"
-    check_tf_keras_model(model, where)
+    check_model(model, where)
     strength = _check_coefficient(strength, "strength")
     refs = [r for r in bn_layers(model, include_frozen=True, where=where)
             if r.trainable and (r.layer.scale or enable_scale)]
@@ -89,17 +91,17 @@ def add_weight_decay(model, weight_decay: float = 1e-4):
     (L1L2). Idempotent; weights are copied as in `add_bn_l1`.
 
     Args:
-      model: a functional or Sequential tf_keras model.
+      model: a functional or Sequential model, tf_keras or Keras 3.
       weight_decay: the decay wd >= 0 (0 removes the L2 part); paper: 1e-4.
 
     Example:
       >>> model = eb_tf.add_weight_decay(eb_tf.add_bn_l1(model), weight_decay=1e-4)
 
     Raises:
-      ValueError: subclassed or Keras 3 model, weight_decay < 0.
+      ValueError: subclassed model, weight_decay < 0.
     """
     where = "eb_tf.add_weight_decay"
-    check_tf_keras_model(model, where)
+    check_model(model, where)
     l2 = _check_coefficient(weight_decay, "weight_decay") / 2.0
     undecayed = []
 
@@ -139,8 +141,9 @@ def _clone_with_regularizers(model, edit, where: str, parent_trainable: bool = T
     recursively, then every layer's weights are copied from the original (by name
     where `configure` added weights: a new gamma keeps its initial value).
     """
-    if not isinstance(model, keras.Sequential) and not getattr(model, "_is_graph_network",
-                                                                False):
+    keras = check_model(model, where)
+    if not isinstance(model, (keras.Sequential, Keras3Functional)) and \
+            not getattr(model, "_is_graph_network", False):
         raise ValueError(
             f"{where}: model {model.name!r} is a subclassed model "
             f"({type(model).__name__}), which cannot be cloned to carry the regulariser in "
@@ -150,6 +153,8 @@ def _clone_with_regularizers(model, edit, where: str, parent_trainable: bool = T
     trainable_here = parent_trainable and model.trainable
 
     def clone_layer(layer):
+        if is_keras3_operation(layer):        # keras.ops.add & co.: no weights, no config
+            return layer
         inner = unwrap(layer)
         if isinstance(inner, keras.Model):
             if inner is not layer:
@@ -162,7 +167,7 @@ def _clone_with_regularizers(model, edit, where: str, parent_trainable: bool = T
             target, walk = target["layer"]["config"], walk.layer
         trainable = trainable_here and layer.trainable and inner.trainable
         for key, parts in edit(inner, trainable).items():
-            target[key] = _merged_regularizer(target.get(key), parts, where,
+            target[key] = _merged_regularizer(keras, target.get(key), parts, where,
                                               f"{inner.name}.{key}")
         if configure is not None:
             target.update(configure(inner))
@@ -185,7 +190,8 @@ def clone_with_weights(model, clone_layer, pairs):
     `clone_layer` appends `(old, new)` to `pairs` for every layer it rebuilds; after
     the clone, each new layer gets its old layer's weights (BN moving statistics too).
     """
-    clone = keras.models.clone_model(model, clone_function=clone_layer)
+    clone = check_model(model, "clone_with_weights").models.clone_model(
+        model, clone_function=clone_layer)
     if model.built and not clone.built:
         clone.build(model.input_shape)
     for old, new in pairs:
@@ -205,8 +211,9 @@ def _short(variable) -> str:
     return variable.name.split("/")[-1].split(":")[0]
 
 
-def _merged_regularizer(existing, parts: Dict[str, float], where: str, slot: str):
-    """Serialised L1/L2/L1L2 of `existing` with the l1 or l2 coefficient replaced."""
+def _merged_regularizer(keras, existing, parts: Dict[str, float], where: str, slot: str):
+    """Serialised L1/L2/L1L2 (of the model's `keras`) of `existing` with the l1 or l2
+    coefficient replaced."""
     reg = keras.regularizers.get(existing)
     coef = {"l1": 0.0, "l2": 0.0}
     if reg is not None:

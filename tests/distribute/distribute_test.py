@@ -260,7 +260,7 @@ def test_sync_batchnorm_errors():
     sub(np.zeros((1, 3), np.float32))
     with pytest.raises(ValueError, match="is a subclassed model"):
         eb_tf.sync_batchnorm(sub)
-    with pytest.raises(ValueError, match="eb_tf.sync_batchnorm expects a tf_keras.Model"):
+    with pytest.raises(ValueError, match="eb_tf.sync_batchnorm expects a Keras model"):
         eb_tf.sync_batchnorm("model")
 
 

@@ -69,7 +69,7 @@ def test_compare_models_rejects_bad_input():
         eb_tf.compare_models({})
     with pytest.raises(ValueError, match=r"mode='fp8' is not a TFLite export mode"):
         eb_tf.compare_models({"a": _net(4, "a")}, modes=("float32", "fp8"))
-    with pytest.raises(ValueError, match=r"compare_models \(model 'b'\) expects a tf_keras"):
+    with pytest.raises(ValueError, match=r"compare_models \(model 'b'\) expects a Keras model"):
         eb_tf.compare_models({"a": _net(4, "a"), "b": "b.keras"})
 
 

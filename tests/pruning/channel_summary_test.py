@@ -85,5 +85,5 @@ def test_bad_masks_raise_naming_the_key():
         eb_tf.summary(model, {"bn1": np.ones(5, bool)}, print_fn=None)
     with pytest.raises(ValueError, match=r"masks\['bn1'\] must be boolean"):
         eb_tf.summary(model, {"bn1": np.array([0.5, 1, 1, 1])}, print_fn=None)
-    with pytest.raises(ValueError, match="eb_tf.summary expects a tf_keras.Model"):
+    with pytest.raises(ValueError, match="eb_tf.summary expects a Keras model"):
         eb_tf.summary(None, MASKS)

@@ -496,5 +496,5 @@ def test_prune_and_apply_masks_reject_bad_input():
         pruner.prune(model, {"bn9": np.ones(8, bool)})
     with pytest.raises(ValueError, match=r"eb_tf.apply_masks: mask 'bn0' must be a bool"):
         pruner.apply_masks(model, {"bn0": np.ones(8, np.int32)})
-    with pytest.raises(ValueError, match="eb_tf.prune expects a tf_keras.Model"):
+    with pytest.raises(ValueError, match="eb_tf.prune expects a Keras model"):
         pruner.prune("model", {})

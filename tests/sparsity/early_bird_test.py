@@ -237,11 +237,10 @@ def test_model_without_trainable_bn_and_nan_gammas_are_rejected(model):
         eb.on_train_begin()
 
 
-def test_keras3_model_is_rejected_at_train_begin():
-    import keras as keras3  # Keras 3, only to build the bad input.
+def test_non_keras_model_is_rejected_at_train_begin():
     eb = eb_tf.EarlyBird()
-    eb.set_model(keras3.Sequential([keras3.Input((3,)), keras3.layers.BatchNormalization()]))
-    with pytest.raises(ValueError, match=r"EarlyBird got a Keras 3 model .*import tf_keras"):
+    eb.set_model("not a model")
+    with pytest.raises(ValueError, match=r"EarlyBird expects a Keras model"):
         eb.on_train_begin()
 
 
