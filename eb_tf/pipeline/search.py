@@ -7,7 +7,9 @@ What the search does is read from the run's method record (`eb_tf.pipeline.metho
 (unless `config.keep_training`); a rewind retrain saves the weights of
 `config.rewind_epoch`; a method that `draws_at_init` (SNIP) trains nothing, its search
 saving the initial model to draw from. A method that does not prune is evaluated at
-the end (`final.dense`). The phase resumes from its last completed epoch.
+the end (`final.dense`). `search/final.keras` is saved in float32 after a bf16/fp16
+search (its weights; the TFLite export and the draw read it). The phase resumes from its
+last completed epoch.
 
 `adopt(cfg, rd, source)` copies the finished search of another run folder instead,
 when the run's record says that its search trains as that method's (`search_as`: the
@@ -65,7 +67,9 @@ def search(cfg, rd, splits):
         if method.draws_at_init else trainer.fit_resumable(
             model, cfg, splits, rd.search_dir("ckpt"), 0, callbacks, stateful,
             rd.tb_dir("search"), done)
-    io_utils.atomic_save_model(model, rd.search_dir("final.keras"))
+    mixed = cfg.search_precision in precision_lib.POLICIES   # bf16/fp16: save float32
+    io_utils.atomic_save_model(precision_lib.strip_precision(model) if mixed else model,
+                               rd.search_dir("final.keras"))
     io_utils.atomic_write_json(rd.search_dir("history.json"), result["history"])
     end = result["end_epoch"]
     record = costs.phase_record(end, result["meter"], count_flops(model).total,

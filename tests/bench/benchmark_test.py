@@ -20,6 +20,7 @@ from eb_tf.bench import report as bench_report
 from eb_tf.bench import step_time as step_bench
 from eb_tf.bench import tfmot_baseline as bench_tfmot
 from eb_tf.compat import keras
+from eb_tf.pipeline import methods as methods_lib
 from tests.pipeline_testlib import check_report_consistency, load, run_binary
 
 T = 4  # the smoke profile's budget
@@ -45,7 +46,7 @@ def _report(workdir, row):
 def _phases(report, method, key):
     """The phase records that produced the row's model, read independently of bench."""
     phases = report["phases"]
-    if method == "dense":
+    if methods_lib.resolve(method)[0].name == "dense":      # dense and dense_bf16
         return [phases["search"]]
     if method == "tfmot":
         return [phases["train"]]
@@ -77,7 +78,8 @@ def test_smoke_writes_table_plot_and_json_for_every_method(smoke):
                 "eb_epoch", "params", "model_flops", "tflite_bytes", "latency_ms"} <= set(row)
         assert 0.0 <= row["test_acc"] <= 1.0 and row["latency_ms"] > 0
         report = _report(workdir, row)
-        name = {"dense": "dense", "tfmot": "tfmot"}.get(row["method"], "0.5")
+        name = {"dense": "dense", "tfmot": "tfmot"}.get(
+            methods_lib.resolve(row["method"])[0].name, "0.5")
         tflite = report["export"]["float32"]["models"][name]["path"]
         assert row["tflite_bytes"] == os.path.getsize(os.path.join(workdir, row["run_dir"],
                                                                    tflite))
@@ -101,7 +103,9 @@ def test_smoke_totals_ratios_and_predictions_recomputed_from_run_folders(smoke):
         assert row["epochs"] == sum(p["epochs"] for p in parts)
         recomputed[method] = (seconds, flops)
     for method, row in rows.items():
+        bf16 = list(row["phases"].values())[-1]["precision"] == "bf16"   # its own precision
         for base, key in (("dense", "vs_dense"), ("ns", "vs_ns")):
+            base = f"{base}_bf16" if bf16 and f"{base}_bf16" in rows else base
             assert row[key]["seconds"] == pytest.approx(recomputed[method][0] / recomputed[base][0])
             assert row[key]["flops"] == pytest.approx(recomputed[method][1] / recomputed[base][1])
     # Epoch budgets of the pipeline's definitions.
