@@ -17,22 +17,13 @@ from eb_tf.compat import keras, keras3, tf
 from eb_tf.pruning import dispatch, pruner, testing
 from eb_tf.pruning import plan as channel_plan
 from eb_tf.pruning.channel_select import Keras3ChannelSelect
+from tests.pruning_testlib import assert_exact as _assert_exact
+from tests.pruning_testlib import data as _data
+from tests.pruning_testlib import preact_resnet
 
 L = keras3.layers
 T, F = True, False
 _DEAD = r"independent of its input \(a constant\): the signal dies at BN"
-
-
-def _data(model, seed=0, n=4):
-    shape = (n,) + tuple(model.input_shape[1:])
-    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
-
-
-def _assert_exact(reference, pruned, x):
-    ref, out = reference(x, training=False), pruned(x, training=False)
-    for r, o in zip(tf.nest.flatten(ref), tf.nest.flatten(out)):
-        assert r.shape == o.shape
-        assert testing.max_rel_error(r, o) <= 1e-4
 
 
 def _gathers(model):
@@ -193,21 +184,8 @@ def test_unknown_keras3_op_is_a_barrier_named_in_the_warning():
         pruner.prune(model, masks, unknown="error")
 
 
-def _preact_resnet(blocks=2, width=8):
-    x = inp = keras3.Input((8, 8, 3))
-    x = L.Conv2D(width, 3, padding="same", name="stem")(x)
-    for b in range(blocks):
-        y = L.ReLU()(L.BatchNormalization(name=f"b{b}_bn1")(x))
-        y = L.Conv2D(width // 2, 3, padding="same", name=f"b{b}_conv1")(y)
-        y = L.ReLU()(L.BatchNormalization(name=f"b{b}_bn2")(y))
-        y = L.Conv2D(width, 3, padding="same", name=f"b{b}_conv2")(y)
-        x = L.Add()([x, y])
-    x = L.ReLU()(L.BatchNormalization(name="bn_final")(x))
-    return keras3.Model(inp, L.Dense(5)(L.GlobalAveragePooling2D()(x)), name="preact")
-
-
 def test_prune_keras3_preact_resnet_gathers_saves_reloads_and_trains(tmp_path):
-    model = _preact_resnet()
+    model = preact_resnet(keras3)
     testing.randomize_bn(model, 2)
     masks = {k: np.array(m) for k, m in {
         "b0_bn1": [T, F, T, F, T, F, T, F], "b1_bn1": [F, F, F, F, T, T, T, T],
@@ -266,7 +244,7 @@ def test_prune_keras3_sequential_nested_multi_io_and_shared_layer():
 
 
 def test_round_masks_and_summary_on_a_keras3_model():
-    model = _preact_resnet(width=16)
+    model = preact_resnet(keras3, width=16)
     testing.randomize_bn(model, 7)
     masks = testing.random_masks(model, 7, keep=0.4, min_keep=1)
     rounded = eb_tf.pruning.rounding.round_masks(model, masks, multiple=4)
@@ -279,7 +257,7 @@ def test_round_masks_and_summary_on_a_keras3_model():
 
 
 def test_apply_masks_copies_a_keras3_model_and_zeroes_gamma_beta_only():
-    model = _preact_resnet()
+    model = preact_resnet(keras3)
     testing.randomize_bn(model, 10)
     mask = np.array([T, F] * 4)
     masked = pruner.apply_masks(model, {"b0_bn1": mask})
@@ -314,7 +292,7 @@ def test_keras3_bad_input_gets_one_line_errors():
     with pytest.raises(ValueError, match=r"^eb_tf.count_flops: model 'sequential\w*' "
                                          r"\(Sequential\) has no static layer graph"):
         eb_tf.count_flops(unbuilt)
-    model = _preact_resnet()
+    model = preact_resnet(keras3)
     with pytest.raises(ValueError, match=r"^eb_tf.prune: mask key 'nope' is not a trainable "
                                          r"BatchNormalization of model 'preact'"):
         eb_tf.prune(model, {"nope": np.ones(8, bool)})

@@ -13,14 +13,7 @@ import pytest
 import eb_tf
 from eb_tf.compat import keras3
 from eb_tf.pruning import testing
-
-
-def _mask_in_place(model, masks):
-    refs = {r.key: r.layer for r in eb_tf.bn_layers(model)}
-    for key, mask in masks.items():
-        for var in (refs[key].gamma, refs[key].beta):
-            var.assign(np.where(mask, var.numpy(), 0.0).astype(np.float32))
-    return model
+from tests.pruning_testlib import mask_in_place as _mask_in_place
 
 
 def _exact(model, masks, x, quiet=False):

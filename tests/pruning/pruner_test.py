@@ -13,36 +13,18 @@ import eb_tf
 from eb_tf.compat import keras, tf
 from eb_tf.pruning import pruner, testing
 from eb_tf.pruning.channel_select import ChannelSelect
+from tests.pruning_testlib import assert_exact as _assert_exact
+from tests.pruning_testlib import data as _data
+from tests.pruning_testlib import mask_in_place as _mask_in_place
+from tests.pruning_testlib import preact_resnet
 
 L = keras.layers
 T, F = True, False
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _data(model, seed=0, n=4):
-    shape = (n,) + tuple(model.input_shape[1:])
-    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
-
-
-def _assert_exact(reference, pruned, x):
-    ref = reference(x, training=False)
-    out = pruned(x, training=False)
-    for r, o in zip(tf.nest.flatten(ref), tf.nest.flatten(out)):
-        assert r.shape == o.shape
-        assert testing.max_rel_error(r, o) <= 1e-4
-
-
 def _gathers(model):
     return [layer for layer in model.layers if isinstance(layer, ChannelSelect)]
-
-
-def _mask_in_place(model, masks):
-    """The masked reference without a clone (gamma = beta = 0), for big models."""
-    refs = {r.key: r.layer for r in eb_tf.bn_layers(model)}
-    for key, mask in masks.items():
-        for var in (refs[key].gamma, refs[key].beta):
-            var.assign(np.where(mask, var.numpy(), 0.0).astype(np.float32))
-    return model
 
 
 _DEAD = r"independent of its input \(a constant\): the signal dies at BN"
@@ -142,19 +124,6 @@ def _vgg_like():
     return keras.Model(inp, x, name="vgg_like")
 
 
-def _preact_resnet(blocks=2, width=8):
-    x = inp = keras.Input((8, 8, 3))
-    x = L.Conv2D(width, 3, padding="same", name="stem")(x)
-    for b in range(blocks):
-        y = L.ReLU()(L.BatchNormalization(name=f"b{b}_bn1")(x))
-        y = L.Conv2D(width // 2, 3, padding="same", name=f"b{b}_conv1")(y)
-        y = L.ReLU()(L.BatchNormalization(name=f"b{b}_bn2")(y))
-        y = L.Conv2D(width, 3, padding="same", name=f"b{b}_conv2")(y)
-        x = L.Add()([x, y])
-    x = L.ReLU()(L.BatchNormalization(name="bn_final")(x))
-    return keras.Model(inp, L.Dense(5)(L.GlobalAveragePooling2D()(x)), name="preact")
-
-
 def _no_rebuild(monkeypatch):
     def _fail(plan):
         raise AssertionError("the rebuild must not start")
@@ -227,7 +196,7 @@ def test_all_false_residual_branch_becomes_the_identity_with_one_warning(dead):
 
 
 def test_all_false_preact_branch_is_the_identity_and_exact():
-    model = _preact_resnet()
+    model = preact_resnet(keras)
     testing.randomize_bn(model, 14)
     masks = testing.random_masks(model, 14, min_keep=1)
     masks["b1_bn1"][:] = False
@@ -320,7 +289,7 @@ def test_prune_vgg_like_is_exact_smaller_and_gather_free():
 
 
 def test_prune_preact_resnet_gathers_in_front_of_masking_bn():
-    model = _preact_resnet()
+    model = preact_resnet(keras)
     testing.randomize_bn(model, 2)
     masks = {k: np.array(m) for k, m in {
         "b0_bn1": [T, F, T, F, T, F, T, F], "b1_bn1": [F, F, F, F, T, T, T, T],
@@ -418,7 +387,7 @@ def test_prune_folds_sigmoid_constant_into_one_by_one_conv_bias():
 
 
 def test_prune_twice_through_gathers_is_exact():
-    model = _preact_resnet()
+    model = preact_resnet(keras)
     testing.randomize_bn(model, 8)
     masks = testing.random_masks(model, 8)
     once = pruner.prune(model, masks)
@@ -444,7 +413,7 @@ def test_apply_masks_zeroes_gamma_beta_only_and_copies():
 
 
 def test_pruned_model_trains_and_converts_to_tflite():
-    model = _preact_resnet()
+    model = preact_resnet(keras)
     masks = testing.random_masks(model, 11)
     pruned = pruner.prune(model, masks)
     assert _gathers(pruned)
@@ -456,7 +425,7 @@ def test_pruned_model_trains_and_converts_to_tflite():
 
 
 def test_pruned_model_saves_and_loads_in_fresh_process(tmp_path):
-    model = _preact_resnet()
+    model = preact_resnet(keras)
     testing.randomize_bn(model, 12)
     pruned = pruner.prune(model, testing.random_masks(model, 12))
     assert _gathers(pruned)
