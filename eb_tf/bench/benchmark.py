@@ -236,17 +236,13 @@ def run_benchmark(config, workdir: str, splits=None) -> dict:
     return _write(result, workdir)
 
 
-def _write(result: dict, workdir: str, extra_markdown=()) -> dict:
+def _write(result: dict, workdir: str) -> dict:
     """bench.json, bench.md and bench.png of `result` in `workdir`; returns the result."""
     files = {"json": os.path.join(workdir, "bench.json"),
              "markdown": os.path.join(workdir, "bench.md"),
              "plot": os.path.join(workdir, "bench.png")}
     result["files"] = files
-    markdown = bench_report.markdown(result)
-    if extra_markdown:
-        head, notes = markdown.split("\n## Notes\n", 1)
-        markdown = "\n".join([head.rstrip("\n"), *extra_markdown, "", "## Notes", notes])
-    io_utils.atomic_write_text(files["markdown"], markdown)
+    io_utils.atomic_write_text(files["markdown"], bench_report.markdown(result))
     bench_report.plot(result, files["plot"])
     io_utils.atomic_write_json(files["json"], result)
     return result
@@ -275,7 +271,7 @@ def _run_seeds(run_values, options, workdir, splits) -> dict:
     result["notes"] = list(first["notes"]) + [
         f"rows: means over seeds {list(options.seeds)} (the micro-benchmark and the overhead "
         f"table: seed {options.seeds[0]}'s); ratios from the mean seconds and FLOPs."]
-    return _write(result, workdir, seeds_lib.markdown_lines(rows))
+    return _write(result, workdir)
 
 
 def _micro(workdir, cfg, options, reports) -> dict:

@@ -34,6 +34,7 @@ Example:
 import os
 from typing import List, Optional
 
+from eb_tf.bench import seeds as seeds_lib
 from eb_tf.bench import step_time as step_bench
 from eb_tf.pipeline import costs, methods, plots
 
@@ -266,6 +267,8 @@ def markdown(result: dict) -> str:
                   step_bench.format_step_table(s["rows"])]
     if result.get("overhead"):
         lines += _overhead_lines(result["overhead"])
+    if result.get("per_seed"):
+        lines += seeds_lib.markdown_lines(result["rows"])
     lines += ["", "## Notes", ""] + [f"- {n}" for n in result.get("notes", [])]
     return "\n".join(lines) + "\n"
 
