@@ -1,11 +1,12 @@
 r"""python -m binaries.eb_bench --config=configs/bench_cifar10.py:small --workdir=/tmp/bench_small
+python -m binaries.eb_bench --config=configs/bench_cifar10.py:table1 --workdir=/tmp/table1
 
 Expected run time: `small` about 20-25 minutes on 2 CPU cores (measured: 22 min on 2
 shared, busy cores, all six methods with their TFLite exports and the micro-benchmarks);
 `smoke` about a minute (the test); `full` (the paper's protocol: VGG-16, all of
 CIFAR-10, T = 160, p = 0.3/0.5/0.7; about 10 dense-run equivalents, tfmot once per p)
 roughly 10-15 GPU-hours (an estimate, not measured here), weeks on a CPU. Subset with
-`--config.methods=dense,eb`.
+`--config.methods=dense,eb`. `table1` an estimated 2.5-3 hours on 2 cores (see below).
 
 The benchmark of eb_tf.bench: dense, ns, lt, snip, thinet, eb, eb_int8 and tfmot side
 by side on one data pipeline (thinet fine-tunes a ticket of the dense run's network).
@@ -37,6 +38,16 @@ Profiles:
   epoch's compute). Estimated 90-100 minutes on 2 cores (30 s per dense epoch
   measured before); the run resumes, so it may span sessions. `paper_smoke` is its
   smoke twin (digits, the methods of `paper`).
+- `table1`: the paper's Table 1 (`config.study = "table1"`, eb_tf.bench.table1) on the
+  `paper` profile's data, model and recipe: for lr 0.1 and the `large_lr` preset, one
+  search to T that keeps every epoch's mask and weights, then the tickets of the EB
+  epoch t, 2t, T/2 and T, each retrained from its drawn weights for
+  `table1_retrain_epochs` (0 = T) epochs at lr 0.1, /10 at 50%/75%. Expected run time,
+  an estimate (not measured): per schedule 60 search epochs x ~31 s = 31 min, and 3-4
+  tickets x 60 epochs x ~0.45 x 31 s = 14 min each; about 2.5-3 hours for both on 2
+  cores (`--config.table1_retrain_epochs=30` halves the tickets' part). It resumes
+  (run in the background, across sessions). `table1_smoke`: its smoke twin (digits,
+  `convnet`, T = 4; half a minute).
 - `full`: the paper's protocol (configs/vgg16_cifar10.py defaults), for a GPU.
 """
 import os
@@ -46,7 +57,7 @@ from eb_tf.data import cache
 from eb_tf.pipeline import config as eb_config
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PROFILES = ("smoke", "small", "paper", "paper_smoke", "full")
+PROFILES = ("smoke", "small", "paper", "paper_smoke", "table1", "table1_smoke", "full")
 SMALL_METHODS = "dense,ns,lt,snip,thinet,eb,eb_int8,tfmot"
 PAPER_METHODS = "dense,ns,eb"
 
@@ -81,7 +92,9 @@ def get_config(arg=None):
     for name, (default, _) in bench.BENCH_FIELDS.items():
         cfg[name] = default
     cfg.model, cfg.ratios, cfg.verbose, cfg.tensorboard = "vgg16", (0.5,), 2, False
-    if arg in ("smoke", "paper_smoke"):
+    if arg.startswith("table1"):
+        cfg.study = "table1"  # eb_tf.bench.table1; the paper profile's data, model, recipe
+    if arg in ("smoke", "paper_smoke", "table1_smoke"):
         cfg.dataset, cfg.model, cfg.lr = "digits", "convnet", 0.05
         cfg.verbose, cfg.step_steps, cfg.step_repeats, cfg.eb_calls = 0, 2, 1, 3
         if arg == "paper_smoke":
@@ -92,7 +105,7 @@ def get_config(arg=None):
         cfg.eval_batches, cfg.methods = 16, SMALL_METHODS
         _default_dataset(cfg)
         return cfg
-    if arg == "paper":
+    if arg in ("paper", "table1"):
         # All 45k training images, T = 60 at batch 256 (176 steps per epoch): the first
         # decay (epoch 30) well after the ticket (p = 0.5 emerged at 15 with T = 56).
         cfg.width, cfg.epochs, cfg.batch_size, cfg.eval_batches = 0.25, 60, 256, 0

@@ -49,12 +49,12 @@ from eb_tf.pipeline import build
 from eb_tf.pipeline import config as eb_config
 from eb_tf.pipeline import draw
 from eb_tf.pipeline import methods as methods_lib
-from eb_tf.pipeline import run_dir, runner, widths
+from eb_tf.pipeline import run_dir, runner, schedules, widths
 from eb_tf.pruning.pruner import prune
 from eb_tf.pruning.rounding import round_masks
 
-__all__ = ["METHODS", "BENCH_FIELDS", "BenchOptions", "split_config", "method_config",
-           "run_benchmark", "describe_options"]
+__all__ = ["METHODS", "BENCH_FIELDS", "STUDY_NAMES", "BenchOptions", "split_config",
+           "method_config", "run_benchmark", "describe_options", "prepare_data"]
 
 
 
@@ -85,7 +85,14 @@ BENCH_FIELDS = {  # name: (default, help)
                      "npz:PATH and PATH is missing (e.g. the shared cifar10_npz.py)"),
     "seeds": ("", "comma-separated seeds: the whole benchmark once per seed in "
               "WORKDIR/seed<s>/, rows = mean and spread ('' = config.seed alone)"),
+    "study": ("methods", "what eb_bench runs: methods (the methods side by side) | table1 "
+              "(tickets drawn at the EB epoch and later, retrained: eb_tf.bench.table1)"),
+    "table1_schedules": ("paper,large_lr", "table1: the search lr schedules, presets of "
+                         "eb_tf.pipeline.schedules.PRESETS, comma-separated"),
+    "table1_retrain_epochs": (0, "table1: epochs every ticket is retrained for from its "
+                              "drawn weights, lr schedule `paper` (0 = T)"),
 }
+STUDY_NAMES = ("methods", "table1")  # config.study: eb_tf.bench.studies runs each
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,9 +108,24 @@ class BenchOptions:
     eb_calls: int = 20
     data_prepare: str = ""
     seeds: Tuple[int, ...] = ()
+    study: str = "methods"
+    table1_schedules: Tuple[str, ...] = ("paper", "large_lr")
+    table1_retrain_epochs: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "seeds", seeds_lib.parse_seeds(self.seeds))
+        if self.study not in STUDY_NAMES:
+            raise ValueError(f"config.study={self.study!r} is invalid: must be one of "
+                             f"{', '.join(map(repr, STUDY_NAMES))}")
+        names = self.table1_schedules
+        names = tuple(n.strip() for n in (names.split(",") if isinstance(names, str)
+                                          else names) if n.strip())
+        if not names or len(set(names)) != len(names) or \
+                any(n not in schedules.PRESETS for n in names):
+            raise ValueError(f"config.table1_schedules={self.table1_schedules!r} is invalid: "
+                             f"give distinct presets of {', '.join(schedules.PRESETS)}, "
+                             "comma-separated")
+        object.__setattr__(self, "table1_schedules", names)
         methods = self.methods
         if isinstance(methods, str):
             methods = tuple(m.strip() for m in methods.split(",") if m.strip())
@@ -127,7 +149,8 @@ class BenchOptions:
             raise ValueError(f"config.tfmot_end_fraction={self.tfmot_end_fraction!r} is "
                              "invalid: must be in (0, 1]")
         for name, lo in (("step_batch", 0), ("step_steps", 1), ("step_repeats", 1),
-                         ("step_round_multiple", 1), ("eb_calls", 1)):
+                         ("step_round_multiple", 1), ("eb_calls", 1),
+                         ("table1_retrain_epochs", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < lo:
                 raise ValueError(f"config.{name}={value!r} is invalid: must be an int >= {lo}")
@@ -156,7 +179,8 @@ def method_config(run_values: dict, method: str) -> eb_config.RunConfig:
     return eb_config.from_config_dict(values)
 
 
-def _prepare_data(cfg, options):
+def prepare_data(cfg, options) -> None:
+    """Runs `options.data_prepare` once when `cfg.dataset` is npz:PATH and PATH is missing."""
     path = cfg.dataset[len("npz:"):] if cfg.dataset.startswith("npz:") else None
     if path and options.data_prepare and not os.path.exists(path):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)  # e.g. the cache
@@ -198,7 +222,7 @@ def run_benchmark(config, workdir: str, splits=None) -> dict:
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     if splits is None:
-        _prepare_data(base, options)
+        prepare_data(base, options)
         splits = build.load_splits(base)
     context = RunContext(reports={}, options=options)
     runs = {}  # (token, ratio or None) -> (report, folder relative to workdir)

@@ -14,7 +14,8 @@ are counted in the phase's `flops` (`scoring_flops`) and in meta.json's `scoring
 (flops, images, seconds, and `x_dense`: in units of the dense run). Each ticket lands in `tickets/p{r:g}/` (`model.keras`,
 `mask.npz`, `meta.json` with params, FLOPs, per-layer FLOPs and the retrain start
 epoch), written atomically. With `draw_epochs` the tickets drawn at those epochs
-(paper Fig. 1) land in `tickets/p{r:g}_e{t}/`.
+(paper Fig. 1) land in `tickets/p{r:g}_e{t}/`. `draw_saved` draws a saved epoch of another
+run folder's search as the ticket of a run of its own (its own retrain schedule: Table 1).
 
 Pruning changes the inputs of the ticket's BN layers, so the moving statistics it
 inherits are stale (the ticket as drawn scores near chance). Unless the retrain mode is
@@ -51,7 +52,7 @@ from eb_tf.pruning.pruner import prune
 from eb_tf.quantization import precision as precision_lib
 from eb_tf.sparsity.batchnorm import channel_masks
 
-__all__ = ["draw", "read_mask", "load_model", "CALIBRATION_BATCHES"]
+__all__ = ["draw", "draw_saved", "read_mask", "load_model", "CALIBRATION_BATCHES"]
 
 # Batches (of config.batch_size) the BN statistics of a ticket are re-estimated on: 16 x
 # 64-256 = 1-4k images, a forward pass well under 1% of a CIFAR epoch's training FLOPs;
@@ -129,7 +130,7 @@ def draw(cfg, rd, splits=None):
         tickets[run_dir.ratio_name(ratio)] = _draw_one(
             cfg, rd.ticket_dir(ratio), source, masks, ratio, entry["epoch"], start, dense_info,
             found=entry["found"], splits=splits, scoring=scoring,
-            budget=_width_budget(cfg, rd, masks, start))
+            budget=_width_budget(cfg, rd.search_dir("history.json"), masks, start))
     for t in cfg.draw_epochs:  # paper Fig. 1: tickets drawn at chosen epochs
         for ratio in cfg.ratios:
             folder = rd.search_dir("eb", f"epoch{t}", run_dir.ratio_key(ratio))
@@ -138,18 +139,66 @@ def draw(cfg, rd, splits=None):
                 masks = read_mask(os.path.join(folder, "mask.npz"))
                 info = _draw_one(cfg, rd.ticket_dir(ratio, t), dense, masks, ratio, t, t,
                                  dense_info, found=False, splits=splits,
-                                 budget=_width_budget(cfg, rd, masks, t))
+                                 budget=_width_budget(cfg, rd.search_dir("history.json"),
+                                                      masks, t))
                 tickets[f"{run_dir.ratio_name(ratio)}@e{t}"] = info
     meter.stop()
+    rd.update_report(ticket=tickets, phases={"draw": _record(meter, tickets, dense_info)})
+
+
+def draw_saved(cfg, rd, search: str, epoch: int, splits) -> None:
+    """The draw phase of `rd` from an epoch that the search of another run folder kept.
+
+    For each ratio of `cfg`, the weights and mask that the search of run folder `search`
+    saved at epoch `epoch` (its `config.draw_epochs`: `search/eb/epoch{e}/p{r}/`) are
+    drawn into `rd`'s `tickets/p{r}/` as `draw` draws a ticket (rounded, pruned, BN
+    statistics re-estimated), to be retrained from epoch 0 of `rd`'s own schedule
+    (`retrain.retrain(cfg, rd, splits)`: `cfg.epochs` epochs from the drawn weights;
+    paper Table 1). The phase record names its `source` (the search folder relative to
+    `rd`, the epoch); the meta's `found` says whether the ticket emerged at `epoch`.
+
+    Raises:
+      ValueError: the search did not keep epoch `epoch` (see `config.draw_epochs`).
+    """
+    if rd.phase_done("draw"):
+        return
+    meter = costs.PhaseMeter()
+    meter.start()
+    dense = load_model(os.path.join(search, "search", "final.keras"))
+    dense_float = precision_lib.strip_precision(dense)
+    dense_info = {"params": count_params(dense_float).total,
+                  "flops": count_flops(dense_float).total}
+    eb_entries = io_utils.read_json(os.path.join(search, "report.json")).get("eb", {})
+    history = os.path.join(search, "search", "history.json")
+    tickets = {}
+    for ratio in cfg.ratios:
+        folder = os.path.join(search, "search", "eb", f"epoch{epoch}", run_dir.ratio_key(ratio))
+        if not os.path.exists(os.path.join(folder, "weights.h5")):
+            raise ValueError(f"the search in {search!r} kept no weights of epoch {epoch} for "
+                             f"ratio {ratio:g} (looked for {folder}); list the epoch in its "
+                             "config.draw_epochs")
+        dense.load_weights(os.path.join(folder, "weights.h5"))
+        masks = read_mask(os.path.join(folder, "mask.npz"))
+        found = eb_entries.get(run_dir.ratio_name(ratio), {}).get("found_epoch") == epoch
+        tickets[run_dir.ratio_name(ratio)] = _draw_one(
+            cfg, rd.ticket_dir(ratio), dense, masks, ratio, epoch, 0, dense_info, found=found,
+            splits=splits, budget=_width_budget(cfg, history, masks, 0))
+    meter.stop()
+    source = {"search": os.path.relpath(os.path.abspath(search), rd.path), "epoch": int(epoch)}
+    rd.update_report(ticket=tickets, phases={"draw": {
+        **_record(meter, tickets, dense_info), "source": source}})
+
+
+def _record(meter, tickets, dense_info) -> dict:
+    """The draw phase's report record of `tickets` (their meta) drawn under `meter`."""
     calibrated = [t["bn_calibration"] for t in tickets.values()]
     scored = [t["scoring"] for t in tickets.values() if "scoring" in t]
-    rd.update_report(ticket=tickets, phases={"draw": {
-        "done": True, "epochs": 0, "seconds": round(meter.seconds, 3),
-        "flops": sum(c.get("flops", 0) for c in calibrated + scored),
-        "samples": sum(c.get("samples", 0) for c in calibrated + scored),
-        "scoring_flops": sum(c["flops"] for c in scored),
-        "eval_flops": sum(t["drawn_accuracy"]["flops"] for t in tickets.values()),
-        "precision": "fp32", "energy": meter.energy(), "dense": dense_info}})
+    return {"done": True, "epochs": 0, "seconds": round(meter.seconds, 3),
+            "flops": sum(c.get("flops", 0) for c in calibrated + scored),
+            "samples": sum(c.get("samples", 0) for c in calibrated + scored),
+            "scoring_flops": sum(c["flops"] for c in scored),
+            "eval_flops": sum(t["drawn_accuracy"]["flops"] for t in tickets.values()),
+            "precision": "fp32", "energy": meter.energy(), "dense": dense_info}
 
 
 def _set_weights(model, last, path: Optional[str]):
@@ -182,10 +231,10 @@ def _select(cfg, select, dense, ratio, splits, dense_info):
         "seconds": round(meter.seconds, 3), "x_dense": choice.flops / max(run, 1)}
 
 
-def _width_budget(cfg, rd, masks, start) -> Optional[float]:
+def _width_budget(cfg, path, masks, start) -> Optional[float]:
     """`widths.retrain_budget` of a ticket: T - start epochs at the median search
-    epoch's training seconds x the kept channel share (None without a search history)."""
-    path = rd.search_dir("history.json")
+    epoch's training seconds (search/history.json at `path`) x the kept channel share
+    (None without a search history)."""
     history = io_utils.read_json(path) if os.path.exists(path) else []
     seconds = [h.get("train_seconds", h.get("seconds")) for h in history]
     seconds = [s for s in seconds if s is not None]

@@ -14,7 +14,7 @@ Example:
 """
 import io
 import os
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -55,17 +55,19 @@ def eb_marks(workdir: str, ratio: float) -> dict:
             "threshold": entry.get("threshold"), "window": entry.get("window")}
 
 
-def plot_distance_matrix(workdir: str, ratio: float, out: str) -> np.ndarray:
+def plot_distance_matrix(workdir: str, ratio: float, out: str,
+                         title: Optional[str] = None) -> np.ndarray:
     """Writes the heatmap PNG to `out` (and the matrix to `out` with .npy), atomically.
 
     The EB epoch, its window and the threshold of the run's report.json are marked
-    (`eb_tf.pipeline.plots.distance_heatmap`).
+    (`eb_tf.pipeline.plots.distance_heatmap`); `title` defaults to
+    `mask distance, p = <ratio>`.
 
     Returns:
       The (n, n) distance matrix.
     """
     epochs, matrix = run_distance_matrix(workdir, ratio)
-    plots.distance_heatmap(epochs, matrix, f"mask distance, p = {ratio:g}",
+    plots.distance_heatmap(epochs, matrix, title or f"mask distance, p = {ratio:g}",
                            path=out, **eb_marks(workdir, ratio))
     npy = io.BytesIO()
     np.save(npy, matrix)

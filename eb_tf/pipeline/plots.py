@@ -14,6 +14,7 @@ figure is freed like any object. matplotlib is imported inside the functions onl
 | `distance_heatmap` | the pairwise mask-distance matrix (paper Fig. 3), the EB epoch, its window and the threshold |
 | `kept_channels` | kept vs total channels per BN layer of a ticket |
 | `accuracy_vs_flops` | test accuracy vs training FLOPs, one marker per method (paper Fig. 5) |
+| `accuracy_vs_draw_epoch` | retrain accuracy vs draw epoch, one line per schedule (Table 1) |
 
 Lines carry labels (`line.get_label()`), so a test can find the plotted series.
 
@@ -33,7 +34,7 @@ import numpy as np
 from eb_tf import io_utils
 
 __all__ = ["training_curves", "mask_distances", "distance_heatmap", "kept_channels",
-           "accuracy_vs_flops", "save", "DPI"]
+           "accuracy_vs_flops", "accuracy_vs_draw_epoch", "save", "DPI"]
 
 DPI = 110
 METRICS = (("loss", "loss"), ("accuracy", "accuracy"))
@@ -295,6 +296,35 @@ def accuracy_vs_flops(series: Sequence[Mapping], title: str = "", path: Optional
                 ax.annotate(note, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.set_xlabel("total training FLOPs")
     ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return _done(fig, path)
+
+
+def accuracy_vs_draw_epoch(series: Mapping[str, Mapping], title: str = "",
+                           path: Optional[str] = None):
+    """Retrain test accuracy of tickets vs the epoch they were drawn at (paper Table 1).
+
+    Args:
+      series: {label (e.g. a learning-rate schedule): {"epochs": [...], "accuracy": [...],
+        "eb_epoch": the EB epoch or None}}; the EB epoch's point gets a star.
+      path: also write the PNG there.
+
+    Returns:
+      The figure; `axes[0].lines[i]` the line of the i-th series (label: its key).
+    """
+    fig, (ax,) = _figure(6.4, 4.4)
+    for i, (label, s) in enumerate(series.items()):
+        ax.plot(s["epochs"], _floats(s["accuracy"]), color=f"C{i}", marker="o", label=label)
+        if s.get("eb_epoch") in list(s["epochs"]):
+            at = list(s["epochs"]).index(s["eb_epoch"])
+            ax.scatter([s["eb_epoch"]], [s["accuracy"][at]], marker="*", s=180, color=f"C{i}",
+                       edgecolors="k", zorder=3, label=f"{label}: EB epoch {s['eb_epoch']}")
+    ax.xaxis.set_major_locator(_integer_ticks())
+    ax.set_xlabel("draw epoch")
+    ax.set_ylabel("retrain test accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     if title:

@@ -389,6 +389,6 @@ def test_data_prepare_script_runs_once_when_the_npz_is_missing(tmp_path):
     values, options = bench.split_config({"dataset": f"npz:{target}",
                                           "data_prepare": str(script)})
     cfg = bench.method_config(values, "dense")
-    benchmark._prepare_data(cfg, options)  # pylint: disable=protected-access
-    benchmark._prepare_data(cfg, options)  # pylint: disable=protected-access
+    benchmark.prepare_data(cfg, options)
+    benchmark.prepare_data(cfg, options)
     assert target.read_text() == "x"   # written once; the second call found it
