@@ -26,6 +26,8 @@ Example:
     inputs = k.Input((8, 8, 3))
 """
 import importlib
+import json
+import zipfile
 
 import keras as keras3
 import tensorflow as tf
@@ -39,7 +41,8 @@ __all__ = ["keras", "keras3", "keras_tuner", "tf", "BatchNormalizationBase", "TF
            "CustomScaleLayer", "Keras3CustomScaleLayer", "Keras3Functional", "Keras3Operation", "KERAS3_OPS",
            "BN_CLASSES", "is_keras3", "is_keras3_object", "is_keras3_operation",
            "keras_for", "check_model", "check_tf_keras_model", "layer_classes",
-           "dtype_name", "keras_version"]
+           "dtype_name", "keras_version", "keras_module", "saved_keras_version",
+           "set_random_seed"]
 
 _KERAS3_HINT = (
     "It needs a tf_keras (Keras 2) model, because tensorflow-model-optimization (and "
@@ -168,6 +171,45 @@ def layer_classes(*names: str) -> tuple:
 def dtype_name(dtype) -> str:
     """"float32" for a tf.DType, a NumPy dtype or Keras 3's dtype strings."""
     return tf.as_dtype(dtype).name
+
+
+def keras_module(version: int):
+    """`tf_keras` for 2, `keras` (Keras 3) for 3: the Keras a run config names.
+
+    Raises:
+      ValueError: for any other version.
+    """
+    if version in (2, 3) and not isinstance(version, bool):
+        return keras3 if version == 3 else keras
+    raise ValueError(f"keras_version={version!r} is invalid: must be 2 (tf_keras) or 3 "
+                     "(Keras 3)")
+
+
+def saved_keras_version(path: str) -> int:
+    """2 or 3: the major version of the Keras that wrote a `.keras` file (its
+    `metadata.json`), so that it is loaded by the same Keras.
+
+    Example:
+
+        model = compat.keras_module(compat.saved_keras_version(path)).models.load_model(path)
+
+    Raises:
+      ValueError: `path` is no `.keras` archive (names the path).
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            meta = json.loads(archive.read("metadata.json"))
+        return 3 if str(meta["keras_version"]).startswith("3.") else 2
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path!r} is no .keras file with a metadata.json ({err}); save "
+                         "the model with model.save('name.keras')") from err
+
+
+def set_random_seed(seed: int) -> None:
+    """Seeds Python, NumPy and TensorFlow, and Keras 3's own seed generator (what its
+    initialisers and dropout draw from), so either Keras builds the same model twice."""
+    keras.utils.set_random_seed(seed)
+    keras3.utils.set_random_seed(seed)
 
 
 def __getattr__(name):

@@ -219,6 +219,11 @@ def run_benchmark(config, workdir: str, splits=None) -> dict:
     if base.ratios == eb_config.AUTO_RATIOS:
         raise ValueError("config.ratios='auto' is not supported by the benchmark: give the "
                          "pruning ratios, e.g. --config.ratios=0.5")
+    configs = {token: method_config(run_values, token) for token in options.methods}
+    if base.keras_version != 2 and "tfmot" in configs:   # fail before any training
+        raise ValueError(f"config.methods has tfmot, which prunes tf_keras models only, and "
+                         f"config.keras_version={base.keras_version}: drop tfmot or use "
+                         "config.keras_version=2")
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     if splits is None:
@@ -227,8 +232,7 @@ def run_benchmark(config, workdir: str, splits=None) -> dict:
     context = RunContext(reports={}, options=options)
     runs = {}  # (token, ratio or None) -> (report, folder relative to workdir)
     for token in options.methods:
-        record = methods_lib.resolve(token)[0]
-        cfg = method_config(run_values, token)
+        record, cfg = methods_lib.resolve(token)[0], configs[token]
         folder = os.path.join(workdir, token)
         if cfg.verbose:
             print(f"eb_bench: {token} in {folder}", flush=True)

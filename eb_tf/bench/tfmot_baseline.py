@@ -102,12 +102,17 @@ def run_tfmot(cfg, workdir: str, splits, target_params: int, schedule: str = "po
       end_fraction: `polynomial` reaches the final sparsity at this fraction of T.
 
     Raises:
-      ValueError: a config that is not `method="dense"`, an unknown schedule, an
+      ValueError: a config that is not `method="dense"` or not tf_keras
+        (`keras_version=2`), an unknown schedule, an
         end_fraction outside (0, 1] or an unreachable target (`target_sparsity`).
     """
     if cfg.method != "dense":
         raise ValueError(f"cfg.method={cfg.method!r}: the tfmot baseline trains the dense "
                          "run's config; pass it with method='dense'")
+    if cfg.keras_version != 2:
+        raise ValueError(f"config.keras_version={cfg.keras_version!r} is invalid for the tfmot "
+                         "baseline: tfmot prunes tf_keras models only; drop `tfmot` from "
+                         "config.methods or use config.keras_version=2")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule={schedule!r} must be one of {SCHEDULES}")
     if not 0.0 < end_fraction <= 1.0:

@@ -50,7 +50,8 @@ def recalibrate(model, batches: Iterable) -> dict:
     """Sets every trainable BN's moving mean/variance to its input's exact statistics.
 
     Args:
-      model: a tf_keras model (functional, Sequential, nested models), changed in place.
+      model: a tf_keras or Keras 3 model (functional, Sequential, nested models),
+        changed in place.
       batches: an iterable of input batches, or of (inputs, labels) tuples (the labels
         are ignored), e.g. `splits.calibration_batches(16)`.
 
@@ -81,10 +82,9 @@ def recalibrate(model, batches: Iterable) -> dict:
         if stats is None:  # a BN the forward pass never called (a dead branch)
             continue
         count, mean, m2 = stats
-        layer.moving_mean.assign(mean.reshape(layer.moving_mean.shape).astype(
-            layer.moving_mean.dtype.as_numpy_dtype))
-        layer.moving_variance.assign((m2 / count).reshape(layer.moving_variance.shape).astype(
-            layer.moving_variance.dtype.as_numpy_dtype))
+        for variable, value in ((layer.moving_mean, mean), (layer.moving_variance, m2 / count)):
+            variable.assign(value.reshape(variable.shape).astype(   # a Keras 3 dtype is a str
+                tf.as_dtype(variable.dtype).as_numpy_dtype))
     return {**seen, "layers": sum(s is not None for s in pooled)}
 
 
@@ -99,7 +99,8 @@ def _forward(model, x, records):
 def _moments(layer, inputs):
     x = tf.cast(inputs, tf.float32)
     rank = x.shape.rank
-    kept = {a % rank for a in layer.axis}
+    axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]  # Keras 3: int
+    kept = {a % rank for a in axes}
     mean, var = tf.nn.moments(x, [a for a in range(rank) if a not in kept])
     count = tf.cast(tf.size(x) // tf.maximum(tf.size(mean), 1), tf.float64)
     return count, mean, var

@@ -17,7 +17,7 @@ Example:
 import contextlib
 
 from eb_tf import data, models
-from eb_tf.compat import keras, tf
+from eb_tf.compat import set_random_seed, tf
 from eb_tf.distribute import sync_bn
 from eb_tf.pipeline import config as eb_config
 from eb_tf.pipeline import methods
@@ -35,10 +35,11 @@ def load_splits(cfg: eb_config.RunConfig):
 
 
 def build_dense_model(cfg: eb_config.RunConfig, splits):
-    """The zoo model with coupled weight decay and, if the method asks, the L1 on gammas."""
-    keras.utils.set_random_seed(cfg.seed)
+    """The zoo model with coupled weight decay and, if the method asks, the L1 on gammas
+    (a tf_keras model, or a Keras 3 one with `config.keras_version=3`)."""
+    set_random_seed(cfg.seed)
     model = models.build(cfg.model, splits.num_classes, tuple(splits.input_shape),
-                         width=cfg.width)
+                         width=cfg.width, keras_version=cfg.keras_version)
     if cfg.sync_bn:  # BN statistics over the global batch
         model = sync_bn.sync_batchnorm(model)
     if cfg.weight_decay:
@@ -53,7 +54,7 @@ def determinism(cfg: eb_config.RunConfig):
     """Seeds everything; op determinism on for the run (and off again afterwards)."""
     from tensorflow.python.framework import config as tf_config  # is/disable: not public
     was = tf_config.is_op_determinism_enabled()
-    keras.utils.set_random_seed(cfg.seed)
+    set_random_seed(cfg.seed)
     if cfg.deterministic and not was:
         tf.config.experimental.enable_op_determinism()
     try:

@@ -63,6 +63,9 @@ class RunConfig:
                      "snip (SNIP channels at init, train T) | thinet (T dense epochs, "
                      "ThiNet channels, fine-tune T)")
     model: str = _f("vgg16", "eb_tf.models name, 'keras:MobileNetV2', or 'pkg.module:fn'")
+    keras_version: int = _f(2, "2 (tf_keras: every feature) | 3 (Keras 3, TensorFlow backend: "
+                            "no int8/QAT search or retrain, no ratios=auto, no snip/thinet; "
+                            "see README 'Keras versions')")
     width: float = _f(1.0, "channel width multiplier of the model, in (0, 4]")
     dataset: str = _f("cifar10", "eb_tf.data name: digits, cifar10, cifar100, imagenet2012, "
                       "any tfds name, npz:PATH, dir:PATH")
@@ -322,10 +325,34 @@ def _validate(c: RunConfig):
     for e in c.draw_epochs:
         _number("draw_epochs", e, lo=1, hi=c.epochs, integer=True)
     methods.get(c.method).check_config(c)
+    _check_keras_version(c)
     _choice("strategy", c.strategy, STRATEGIES)
     _choice("lr_scaling", c.lr_scaling, LR_SCALINGS)
     if not isinstance(c.sync_bn, bool):
         _fail("sync_bn", c.sync_bn, "must be True or False")
+
+
+# What a Keras 3 run cannot do, and why: {field: (refused values, reason)}.
+_KERAS3_LIMITS = {
+    "search_precision": (("int8", "int8_wage"), "fake-quant search is tfmot's, tf_keras only"),
+    "retrain_precision": (("int8",), "QAT is tfmot's, tf_keras only"),
+    "ratios": ((AUTO_RATIOS,), "eb_tf.tuning runs keras-tuner on tf_keras models only"),
+    "method": (("snip", "thinet"), "its channel scoring reads tf_keras models only"),
+}
+
+
+def _check_keras_version(c: RunConfig):
+    """`keras_version` is 2 or 3; a Keras 3 run refuses the tf_keras-only features."""
+    if isinstance(c.keras_version, bool) or c.keras_version not in (2, 3):
+        _fail("keras_version", c.keras_version, "must be 2 (tf_keras) or 3 (Keras 3)")
+    if c.keras_version != 3:
+        return
+    for name, (refused, reason) in _KERAS3_LIMITS.items():
+        value = getattr(c, name)
+        if value in refused:
+            shown = "auto" if value == AUTO_RATIOS else value
+            raise ValueError(f"config.{name}={shown!r} is invalid with config.keras_version=3: "
+                             f"{reason}; use config.keras_version=2 for it")
 
 
 def _check_budget(c: RunConfig):

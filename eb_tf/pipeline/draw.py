@@ -43,9 +43,10 @@ from typing import Optional
 import numpy as np
 
 from eb_tf import io_utils
-from eb_tf.compat import keras
+from eb_tf.compat import keras_for, set_random_seed
 from eb_tf.pipeline import bn_stats, costs, methods, run_dir, trainer, widths
 from eb_tf.pipeline.build import load_splits
+from eb_tf.pipeline.ticket import load_model  # by the Keras that saved it (draw's 0.4 name)
 from eb_tf.pruning.channel_summary import summary
 from eb_tf.pruning.flops import count_flops, count_params
 from eb_tf.pruning.pruner import prune
@@ -60,13 +61,6 @@ __all__ = ["draw", "draw_saved", "read_mask", "load_model", "CALIBRATION_BATCHES
 CALIBRATION_BATCHES = 16
 
 
-def load_model(path):
-    """`keras.models.load_model` of a run's .keras file (QAT models included)."""
-    from eb_tf.quantization import qat  # tfmot: a saved model may hold QAT layers
-    with qat.quantize_scope():
-        return keras.models.load_model(path, compile=False)
-
-
 def _sources(cfg, rd, ratio, entry):
     """(weights file of the draw epoch or None = last epoch, mask file or None,
     weights file to copy into the ticket or None, retrain start epoch).
@@ -78,7 +72,8 @@ def _sources(cfg, rd, ratio, entry):
     key = run_dir.ratio_key(ratio)
     method = methods.get(cfg.method)
     found = method.stops_at_ticket and entry["found"]
-    t_weights = rd.search_dir("eb", key, "weights.h5") if found else None
+    t_weights = rd.search_dir("eb", key, run_dir.weights_name(
+        "weights", cfg.keras_version)) if found else None
     t_mask = rd.search_dir("eb", key, "mask.npz") if found else None
     t = entry["epoch"]
     if method.retrain_mode(cfg) == "rewind":
@@ -86,7 +81,8 @@ def _sources(cfg, rd, ratio, entry):
         if k > t:
             raise ValueError(f"config.rewind_epoch={k} is after the ticket epoch {t} of ratio "
                              f"{ratio:g}; choose rewind_epoch <= {t}")
-        return t_weights, t_mask, rd.search_dir(f"weights_e{k}.h5"), k
+        return t_weights, t_mask, rd.search_dir(run_dir.weights_name(
+            f"weights_e{k}", cfg.keras_version)), k
     return t_weights, t_mask, t_weights, method.start_epoch(cfg, t)
 
 
@@ -134,8 +130,9 @@ def draw(cfg, rd, splits=None):
     for t in cfg.draw_epochs:  # paper Fig. 1: tickets drawn at chosen epochs
         for ratio in cfg.ratios:
             folder = rd.search_dir("eb", f"epoch{t}", run_dir.ratio_key(ratio))
-            if os.path.exists(os.path.join(folder, "weights.h5")):
-                _set_weights(dense, last, os.path.join(folder, "weights.h5"))
+            weights = os.path.join(folder, run_dir.weights_name("weights", cfg.keras_version))
+            if os.path.exists(weights):
+                _set_weights(dense, last, weights)
                 masks = read_mask(os.path.join(folder, "mask.npz"))
                 info = _draw_one(cfg, rd.ticket_dir(ratio, t), dense, masks, ratio, t, t,
                                  dense_info, found=False, splits=splits,
@@ -250,8 +247,8 @@ def _draw_one(cfg, folder, dense, masks, ratio, epoch, start, dense_info, found,
     masks, width_choice = widths.for_run(cfg, float_model, masks, budget)
     pruned = prune(float_model, masks)
     if methods.get(cfg.method).retrain_mode(cfg) == "reinit":
-        keras.utils.set_random_seed(cfg.seed)
-        fresh = keras.models.clone_model(pruned)  # same architecture, new initial weights
+        set_random_seed(cfg.seed)
+        fresh = keras_for(pruned).models.clone_model(pruned)  # same architecture, new weights
         fresh.build(pruned.input_shape)
         pruned = fresh
     flops, params = count_flops(pruned), count_params(pruned)
@@ -304,7 +301,7 @@ def _scorer(cfg, model, splits):
     data = trainer.eval_data(splits.validation(), cfg)
     if data is None:
         return (lambda: None), 0
-    copy = keras.models.clone_model(model)
+    copy = keras_for(model).models.clone_model(model)
     trainer.compile_for_training(copy, cfg, splits)
 
     def score():

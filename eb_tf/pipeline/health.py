@@ -28,6 +28,8 @@ import os
 import warnings
 from typing import List, Optional, Sequence
 
+import numpy as np
+
 from eb_tf import io_utils
 from eb_tf.compat import keras, tf
 from eb_tf.pipeline import methods
@@ -89,7 +91,7 @@ class DivergenceCheck(keras.callbacks.Callback):
                 self._fail(f"the {'validation' if name == 'val_loss' else 'training'} loss "
                            f"is {float(value)} at the end of the epoch")
         bad = [w.name for w in getattr(self.model, "weights", [])
-               if w.dtype.is_floating and not bool(tf.reduce_all(tf.math.is_finite(w)))]
+               if tf.as_dtype(w.dtype).is_floating and not bool(tf.reduce_all(tf.math.is_finite(w)))]
         if bad:
             self._fail(f"weights {bad[:3]}{' ...' if len(bad) > 3 else ''} hold NaN/Inf "
                        "at the end of the epoch")
@@ -113,7 +115,7 @@ class DivergenceCheck(keras.callbacks.Callback):
 
 def _current_lr(model) -> Optional[float]:
     try:
-        return float(keras.backend.get_value(model.optimizer.learning_rate))
+        return float(np.asarray(model.optimizer.learning_rate))   # either Keras
     except (AttributeError, TypeError, ValueError):
         return None
 

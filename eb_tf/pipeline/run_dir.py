@@ -3,7 +3,7 @@
 Layout of a run folder:
 
     config.json            the validated config, its hash (`config_hash`)
-    versions.json          Python / TensorFlow / tf_keras / tfmot / eb_tf versions
+    versions.json          Python / TensorFlow / tf_keras / Keras 3 / tfmot / eb_tf versions
     report.json            schema_version, phases {search, draw, retrain, export},
                            eb {ratio: {epoch, found}}, ticket {ratio: {params, flops,
                            per_layer, ...}}, final {name: {validation, test, model}}
@@ -38,7 +38,7 @@ from eb_tf import io_utils
 from eb_tf.pipeline import config as eb_config
 from eb_tf.version import __version__
 
-__all__ = ["RunDir", "SCHEMA_VERSION", "ratio_key", "ratio_name", "versions", "summary_table", "totals"]
+__all__ = ["RunDir", "SCHEMA_VERSION", "ratio_key", "ratio_name", "weights_name", "versions", "summary_table", "totals"]
 
 SCHEMA_VERSION = 1
 
@@ -53,14 +53,21 @@ def ratio_name(ratio: float) -> str:
     return f"{ratio:g}"
 
 
+def weights_name(stem: str, keras_version: int = 2) -> str:
+    """The weights file of `stem` for a run's Keras: 'weights_e0.h5' (tf_keras), or
+    'weights_e0.weights.h5' (Keras 3, whose `save_weights` needs that suffix; the name
+    `eb_tf.sparsity.early_bird.weights_file` gives a ticket's weights too)."""
+    return f"{stem}.weights.h5" if keras_version == 3 else f"{stem}.h5"
+
+
 def versions() -> dict:
     """Versions of everything that changes numbers, for versions.json."""
     import numpy as np
 
-    from eb_tf.compat import keras, tf
+    from eb_tf.compat import keras, keras3, tf
     out = {"python": sys.version.split()[0], "platform": platform.platform(),
            "numpy": np.__version__, "tensorflow": tf.__version__,
-           "tf_keras": keras.__version__}
+           "tf_keras": keras.__version__, "keras": keras3.__version__}
     try:  # read from the installed metadata, not imported: tfmot sets TF_USE_LEGACY_KERAS
         out["tensorflow_model_optimization"] = importlib.metadata.version(
             "tensorflow-model-optimization")

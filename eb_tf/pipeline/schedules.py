@@ -76,15 +76,18 @@ def step_lr(epoch: int, lr: float, epochs: int, milestones: Sequence[float] = (0
 
 
 def keras_callback(lr: float, epochs: int, milestones: Sequence[float] = (0.5, 0.75),
-                   decay: float = 0.1, warmup_epochs: int = 0, verbose: int = 0):
+                   decay: float = 0.1, warmup_epochs: int = 0, verbose: int = 0,
+                   keras_module=keras):
     """A `keras.callbacks.LearningRateScheduler` applying `step_lr` at each epoch start.
 
     Because Keras passes the absolute epoch index, `fit(initial_epoch=t)` resumes the
-    schedule at epoch t.
+    schedule at epoch t. `keras_module` is the model's Keras (`eb_tf.compat.keras_for`):
+    tf_keras by default, `keras` (Keras 3) for a Keras 3 model, whose `fit` logs the
+    rate as `learning_rate` where tf_keras logs `lr`.
     """
     milestones = tuple(milestones)
 
     def schedule(epoch, _current_lr):
         return step_lr(epoch, lr, epochs, milestones, decay, warmup_epochs)
 
-    return keras.callbacks.LearningRateScheduler(schedule, verbose=verbose)
+    return keras_module.callbacks.LearningRateScheduler(schedule, verbose=verbose)

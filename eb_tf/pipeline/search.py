@@ -35,7 +35,7 @@ from eb_tf.sparsity.early_bird import EarlyBird
 __all__ = ["search", "adopt", "ADOPTED_FILES"]
 
 # What a search leaves that the later phases read (besides the checkpoint).
-ADOPTED_FILES = ("final.keras", "history.json", "weights_e0.h5")
+ADOPTED_FILES = ("final.keras", "history.json", "weights_e0.h5", "weights_e0.weights.h5")
 
 
 def search(cfg, rd, splits):
@@ -46,7 +46,7 @@ def search(cfg, rd, splits):
     prepared = precision_lib.prepare_for_precision(build_dense_model(cfg, splits),
                                                    cfg.search_precision, "search")
     model = trainer.compile_for_training(prepared.model, cfg, splits, prepared.wrap_optimizer)
-    init_path = rd.search_dir("weights_e0.h5")
+    init_path = rd.search_dir(run_dir.weights_name("weights_e0", cfg.keras_version))
     if not os.path.exists(init_path):
         io_utils.atomic_save_weights(model, init_path)
     callbacks, stateful, bird = [], {}, None
@@ -60,7 +60,8 @@ def search(cfg, rd, splits):
         stateful["earlybird"] = bird
     rewind = cfg.rewind_epoch if method.retrain_mode(cfg) == "rewind" else 0
     if rewind:
-        callbacks.append(trainer.SaveWeightsAt(rewind, rd.search_dir(f"weights_e{rewind}.h5")))
+        callbacks.append(trainer.SaveWeightsAt(rewind, rd.search_dir(
+            run_dir.weights_name(f"weights_e{rewind}", cfg.keras_version))))
     done = (lambda: all(v is not None for v in bird.found_epochs.values())) \
         if bird is not None and bird.stop_training else None
     result = {"end_epoch": 0, "meter": costs.PhaseMeter(), "history": [], "timing": None} \

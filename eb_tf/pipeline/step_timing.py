@@ -18,7 +18,7 @@ from typing import Callable, Optional, Tuple
 
 import numpy as np
 
-from eb_tf.compat import keras, tf
+from eb_tf.compat import keras_for, tf
 from eb_tf.pipeline import trainer
 
 __all__ = ["random_batch", "train_step"]
@@ -29,7 +29,7 @@ def random_batch(model, batch: int, seed: int = 0,
     """(x, y) tensors: `batch` random examples of the model's input shape and labels.
 
     Args:
-      model: a tf_keras model with one input and a class-score output.
+      model: a tf_keras or Keras 3 model with one input and a class-score output.
       batch: the number of examples, >= 1.
       seed: the seed of the numbers.
       input_shape: the input shape (no batch) for a model whose own has unknown dims.
@@ -54,11 +54,12 @@ def random_batch(model, batch: int, seed: int = 0,
 
 def train_step(model, learning_rate: float = 1e-3) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
     """A compiled SGD step `step(x, y) -> loss` of a private copy of `model`."""
-    copy = keras.models.clone_model(model)
+    k = keras_for(model)                     # the step of the model's own Keras
+    copy = k.models.clone_model(model)
     copy.set_weights(model.get_weights())
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(
+    loss_fn = k.losses.SparseCategoricalCrossentropy(
         from_logits=not trainer.outputs_probabilities(copy))
-    optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9)
+    optimizer = k.optimizers.SGD(learning_rate=learning_rate, momentum=0.9)
 
     @tf.function
     def step(x, y):

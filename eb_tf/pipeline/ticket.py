@@ -21,10 +21,28 @@ from typing import Dict, Optional
 import numpy as np
 
 from eb_tf import io_utils
-from eb_tf.compat import keras
+from eb_tf.compat import keras, keras3, saved_keras_version
 from eb_tf.pruning import channel_select  # noqa: F401  registers the gather layer for loading
 
-__all__ = ["Ticket", "load_ticket"]
+__all__ = ["Ticket", "load_ticket", "load_model"]
+
+
+def load_model(path: str):
+    """The uncompiled model of a `.keras` file, loaded by the Keras that wrote it.
+
+    A tf_keras file may hold QAT layers (tfmot's scope is entered for it); a Keras 3
+    file is loaded by Keras 3 (`ChannelSelect` gathers and eb_tf's regularisers
+    included).
+
+    Example:
+
+        model = eb_tf.pipeline.ticket.load_model("run/tickets/p0.5/model.keras")
+    """
+    if saved_keras_version(path) == 3:
+        return keras3.saving.load_model(path, compile=False)
+    from eb_tf.quantization import qat  # tfmot: a saved model may hold QAT layers
+    with qat.quantize_scope():
+        return keras.models.load_model(path, compile=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,12 +50,12 @@ class Ticket:
     """A loaded ticket.
 
     Attributes:
-      model: the tf_keras model (uncompiled).
+      model: the model (uncompiled; tf_keras or Keras 3, as saved).
       masks: {BN key: bool array (True = kept)} the ticket was drawn with ({} if unknown).
       meta: the ticket's meta.json (ratio, epoch, found, params, flops, ...) ({} if none).
       path: the .keras file loaded.
     """
-    model: keras.Model
+    model: object
     masks: Dict[str, np.ndarray]
     meta: dict
     path: str
@@ -90,9 +108,7 @@ def load_ticket(path: str, ratio: Optional[float] = None) -> Ticket:
     """
     path = os.fspath(path)
     model_path, folder = _model_path(path, ratio)
-    from eb_tf.quantization import qat  # tfmot: a saved model may hold QAT layers
-    with qat.quantize_scope():
-        model = keras.models.load_model(model_path, compile=False)
+    model = load_model(model_path)
     masks, meta = {}, {}
     if folder is not None:
         if os.path.isfile(os.path.join(folder, "mask.npz")):

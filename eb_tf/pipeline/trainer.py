@@ -22,7 +22,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from eb_tf import io_utils
-from eb_tf.compat import keras, tf
+from eb_tf.compat import keras, keras_for, tf
 from eb_tf.pipeline import costs, fit_clock, health, schedules
 
 __all__ = ["compile_for_training", "training_loss", "EpochCheckpoint", "MaskRecorder",
@@ -35,12 +35,13 @@ CKPT_PREFIX = "ckpt"
 
 def outputs_probabilities(model) -> bool:
     """True if the model ends in a softmax (then the loss takes probabilities)."""
+    k = keras_for(model)
     last = model.layers[-1]
-    while isinstance(last, keras.layers.Wrapper):
+    while isinstance(last, k.layers.Wrapper):
         last = last.layer
-    if isinstance(last, keras.layers.Softmax):
+    if isinstance(last, k.layers.Softmax):
         return True
-    return getattr(last, "activation", None) is keras.activations.softmax
+    return getattr(last, "activation", None) is k.activations.softmax
 
 
 def _sparse_labels(splits) -> bool:
@@ -52,11 +53,12 @@ def _sparse_labels(splits) -> bool:
 
 def training_loss(model, splits):
     """The cross-entropy a run trains `model` with: sparse or one-hot labels as `splits`
-    gives them, on logits unless the model ends in a softmax."""
-    from_probs = outputs_probabilities(model)
+    gives them, on logits unless the model ends in a softmax (the loss of the model's
+    own Keras)."""
+    losses, from_probs = keras_for(model).losses, outputs_probabilities(model)
     if _sparse_labels(splits):
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=not from_probs)
-    return keras.losses.CategoricalCrossentropy(from_logits=not from_probs)
+        return losses.SparseCategoricalCrossentropy(from_logits=not from_probs)
+    return losses.CategoricalCrossentropy(from_logits=not from_probs)
 
 
 def compile_for_training(model, cfg, splits, wrap_optimizer=None):
@@ -67,7 +69,7 @@ def compile_for_training(model, cfg, splits, wrap_optimizer=None):
     (from `eb_tf.prepare_for_precision`) wraps the SGD, e.g. for fp16 loss scaling.
     """
     loss = training_loss(model, splits)
-    optimizer = keras.optimizers.SGD(learning_rate=cfg.lr, momentum=cfg.momentum,
+    optimizer = keras_for(model).optimizers.SGD(learning_rate=cfg.lr, momentum=cfg.momentum,
                                      nesterov=cfg.nesterov)
     if wrap_optimizer is not None:
         optimizer = wrap_optimizer(optimizer)
@@ -104,6 +106,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         entry = {"epoch": epoch + 1, **{k: _plain(v) for k, v in (logs or {}).items()}}
+        if "learning_rate" in entry and "lr" not in entry:   # Keras 3's name of tf_keras' lr
+            entry["lr"] = entry.pop("learning_rate")
         if self.meter is not None:
             before = self.meter.seconds
             self.meter.lap()
@@ -249,8 +253,8 @@ def fit_resumable(model, cfg, splits, ckpt_dir: str, initial_epoch: int,
     end = start
     if start < cfg.epochs and not (done is not None and start > initial_epoch and done()):
         lr = schedules.keras_callback(cfg.lr, cfg.epochs, cfg.lr_milestones, cfg.lr_decay,
-                                      cfg.warmup_epochs)
-        extra = [keras.callbacks.TensorBoard(tb_dir, profile_batch=0)] if tb_dir else []
+                                      cfg.warmup_epochs, keras_module=keras_for(model))
+        extra = [keras_for(model).callbacks.TensorBoard(tb_dir, profile_batch=0)] if tb_dir else []
         # First: a NaN stops the phase before EarlyBird and the checkpoint see it.
         check = health.DivergenceCheck(health.phase_of(ckpt_dir), cfg)
         meter.start()

@@ -41,7 +41,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from eb_tf import io_utils
-from eb_tf.compat import check_tf_keras_model, keras, tf
+from eb_tf.compat import check_model, tf
 from eb_tf.data import cache
 from eb_tf.pipeline import step_timing
 from eb_tf.pruning import flops as flops_lib
@@ -278,14 +278,14 @@ def _choose(model, masks, batch_size=None, policy=None, cache_dir=None,
             candidates=CANDIDATES, rounds=5, steps=3, warmup=2, budget=None):
     """(`choose_multiple`'s choice, {candidate: (rounded masks, rounding's warnings)})."""
     where = "eb_tf.pipeline.widths.choose_multiple"
-    check_tf_keras_model(model, where)
+    k = check_model(model, where)
     for m in candidates:
         rounding.check_multiple(m, where)
     for name, value in (("rounds", rounds), ("steps", steps), ("warmup", warmup)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{where}: {name}={value!r} must be an int >= 1")
     batch_size = 128 if batch_size is None else int(batch_size)
-    policy = policy or keras.mixed_precision.global_policy().name
+    policy = policy or k.mixed_precision.global_policy().name
     device = device_descriptor()
     rounded = _rounded(model, masks, sorted(set(candidates)))
     widths = {m: [int(v.sum()) for v in r.values()] for m, (r, _) in rounded.items()}

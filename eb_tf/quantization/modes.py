@@ -19,7 +19,7 @@ Example:
 """
 from typing import Any, Dict
 
-from eb_tf.compat import check_tf_keras_model
+from eb_tf.compat import check_model, keras
 
 __all__ = ["SEARCH_PRECISIONS", "RETRAIN_PRECISIONS", "POLICIES", "BITS", "precision_spec",
            "is_quantized", "is_tfmot_layer"]
@@ -48,6 +48,8 @@ def is_tfmot_layer(layer) -> bool:
 
 
 def is_quantized(model) -> bool:
-    """True if `model` holds tfmot QAT layers (QuantizeWrapper or QuantizeLayer)."""
-    check_tf_keras_model(model, "eb_tf.is_quantized")
+    """True if `model` holds tfmot QAT layers (QuantizeWrapper or QuantizeLayer); a
+    Keras 3 model never does (tfmot is tf_keras only)."""
+    if check_model(model, "eb_tf.is_quantized") is not keras:
+        return False
     return any(is_tfmot_layer(layer) for layer in model.layers)

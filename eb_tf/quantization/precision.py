@@ -24,7 +24,8 @@ Example:
 import dataclasses
 from typing import Any, Callable, Dict
 
-from eb_tf.compat import check_tf_keras_model, keras
+from eb_tf.compat import (Keras3Functional, check_model, check_tf_keras_model, is_keras3,
+                          keras, keras3)
 from eb_tf.quantization.modes import (BITS, POLICIES, RETRAIN_PRECISIONS, SEARCH_PRECISIONS,
                                       is_quantized, precision_spec)
 
@@ -41,7 +42,7 @@ class PreparedModel:
         for fp16, identity otherwise).
       spec: `precision_spec(precision)`, for the run report.
     """
-    model: keras.Model
+    model: Any
     wrap_optimizer: Callable[[Any], Any]
     spec: Dict[str, Any]
 
@@ -51,9 +52,9 @@ def _identity(optimizer):
 
 
 def _loss_scale(optimizer):
-    if isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
-        return optimizer
-    return keras.mixed_precision.LossScaleOptimizer(optimizer)
+    scaler = (keras3.optimizers if is_keras3(optimizer) else keras.mixed_precision
+              ).LossScaleOptimizer
+    return optimizer if isinstance(optimizer, scaler) else scaler(optimizer)
 
 
 def with_policy(model, policy: str):
@@ -64,7 +65,7 @@ def with_policy(model, policy: str):
     cloned recursively.
 
     Args:
-      model: a built functional or Sequential tf_keras model.
+      model: a built functional or Sequential model (tf_keras or Keras 3).
       policy: "mixed_bfloat16", "mixed_float16" or "float32" (back to full precision).
 
     Example:
@@ -72,11 +73,12 @@ def with_policy(model, policy: str):
         bf16_model = eb_tf.quantization.precision.with_policy(model, "mixed_bfloat16")
     """
     where = "eb_tf.quantization.precision.with_policy"
-    check_tf_keras_model(model, where)
+    k = check_model(model, where)
     allowed = ("mixed_bfloat16", "mixed_float16", "float32")
     if policy not in allowed:
         raise ValueError(f"{where}: policy={policy!r} is not supported; use one of {allowed}.")
-    if not (isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)):
+    if not (isinstance(model, (k.Sequential, Keras3Functional)) or
+            getattr(model, "_is_graph_network", False)):
         raise ValueError(f"{where}: model {model.name!r} is a subclassed model; set the "
                          "policy in its constructor instead (keras.mixed_precision).")
     if is_quantized(model):
@@ -86,13 +88,15 @@ def with_policy(model, policy: str):
     outputs = set(model.output_names)              # the layers producing the logits
 
     def clone(layer):
-        if isinstance(layer, keras.Model):
+        if isinstance(layer, k.Model):
             return with_policy(layer, policy)
+        if not isinstance(layer, k.layers.Layer) or isinstance(layer, k.layers.InputLayer):
+            return layer.__class__.from_config(layer.get_config())  # Keras 3 ops, inputs
         config = layer.get_config()
         config["dtype"] = "float32" if layer.name in outputs else policy
         return layer.__class__.from_config(config)
 
-    new = keras.models.clone_model(model, clone_function=clone)
+    new = k.models.clone_model(model, clone_function=clone)
     new.set_weights(model.get_weights())
     return new
 
@@ -101,9 +105,10 @@ def prepare_for_precision(model, precision: str, phase: str = "search") -> Prepa
     """Sets `model` up to train in `precision` during `phase` (search or retrain).
 
     Args:
-      model: a built float32 functional or Sequential tf_keras model (the dense
-        model for the search, the drawn ticket for the retrain), with its regularisers
-        (`add_bn_l1`, `add_weight_decay`) already added.
+      model: a built float32 functional or Sequential model (the dense model for the
+        search, the drawn ticket for the retrain), with its regularisers (`add_bn_l1`,
+        `add_weight_decay`) already added; tf_keras or Keras 3 (the int8 modes:
+        tf_keras only, tfmot's limit).
       precision: one of SEARCH_PRECISIONS for phase "search", RETRAIN_PRECISIONS for
         phase "retrain".
       phase: "search" or "retrain".
@@ -121,7 +126,7 @@ def prepare_for_precision(model, precision: str, phase: str = "search") -> Prepa
         prepared.model.compile(optimizer=prepared.wrap_optimizer(opt), loss=...)
     """
     where = "eb_tf.prepare_for_precision"
-    check_tf_keras_model(model, where)
+    check_model(model, where)
     allowed = {"search": SEARCH_PRECISIONS, "retrain": RETRAIN_PRECISIONS}
     if phase not in allowed:
         raise ValueError(f"{where}: phase={phase!r} is not supported; use 'search' or "
@@ -131,6 +136,7 @@ def prepare_for_precision(model, precision: str, phase: str = "search") -> Prepa
                          f"{phase!r}; use one of {allowed[phase]}.")
     spec = precision_spec(precision)
     if precision in BITS:
+        check_tf_keras_model(model, f"{where}(precision={precision!r})")  # tfmot: tf_keras
         from eb_tf.quantization import qat  # tfmot: only for the int8 modes
         return PreparedModel(qat.quantize_for_search(model, **BITS[precision]),
                              _identity, spec)
@@ -150,7 +156,7 @@ def strip_precision(model):
         float_model = eb_tf.strip_precision(prepared.model)
         ticket = eb_tf.prune(float_model, masks)
     """
-    check_tf_keras_model(model, "eb_tf.strip_precision")
+    check_model(model, "eb_tf.strip_precision")
     if is_quantized(model):
         from eb_tf.quantization import qat  # tfmot: only a QAT model needs it
         return qat.strip_quantization(model)
@@ -162,5 +168,5 @@ def strip_precision(model):
 def _all_layers(model):
     for layer in model.layers:
         yield layer
-        if isinstance(layer, keras.Model):
+        if isinstance(layer, (keras.Model, keras3.Model)):
             yield from _all_layers(layer)

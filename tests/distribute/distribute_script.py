@@ -8,7 +8,8 @@ TensorFlow initialises, so each scenario runs in a fresh process:
     TF_CONFIG=... python tests/distribute/distribute_script.py worker WORKDIR  # one MWMS worker
 
 `compare` and `retrain` split the CPU into 2 logical devices (MirroredStrategy gets 2
-replicas). The last stdout line is `RESULT <json>`.
+replicas). The last stdout line is `RESULT <json>`. With EB_TF_TEST_KERAS_VERSION=3 the
+runs are Keras 3 runs (`config.keras_version=3`).
 """
 import contextlib
 import json
@@ -24,6 +25,10 @@ CONFIG = dict(dataset="digits", model="convnet", width=0.5, train_subset=256,
               validation_fraction=0.1, eval_batches=1, batch_size=32, epochs=4, lr=0.05,
               ratios=(0.5,), window=2, threshold=0.12, tensorboard=False, verbose=0,
               seed=0, deterministic=True)
+
+
+# The Keras of the runs: 2 (tf_keras) unless the test sets this variable to 3.
+KERAS_VERSION_ENV = "EB_TF_TEST_KERAS_VERSION"
 
 
 def _split_cpu(n: int) -> None:
@@ -142,6 +147,7 @@ def worker(workdir: str) -> dict:
 
 def main(argv):
     mode, workdir = argv[1], argv[2]
+    CONFIG["keras_version"] = int(os.environ.get(KERAS_VERSION_ENV, "2"))
     result = {"compare": compare, "retrain": retrain, "worker": worker}[mode](workdir)
     print("RESULT " + json.dumps(result), flush=True)
 

@@ -331,8 +331,10 @@ def _result(returncode, stdout, stderr):
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def test_mirrored_sync_bn_finds_the_same_ticket_as_one_device(tmp_path):
-    out = _run_script("compare", tmp_path, timeout=600)
+@pytest.mark.parametrize("keras_version", [2, pytest.param(3, marks=pytest.mark.slow)])
+def test_mirrored_sync_bn_finds_the_same_ticket_as_one_device(tmp_path, keras_version):
+    out = _run_script("compare", tmp_path, timeout=600,
+                      env={"EB_TF_TEST_KERAS_VERSION": str(keras_version)})
     one, two = out["default"], out["mirrored"]
     assert two["distribute"]["num_replicas"] == 2 and two["distribute"]["sync_bn"]
     assert two["distribute"]["per_replica_batch"] == 16
