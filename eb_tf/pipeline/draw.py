@@ -170,11 +170,12 @@ def draw_saved(cfg, rd, search: str, epoch: int, splits) -> None:
     tickets = {}
     for ratio in cfg.ratios:
         folder = os.path.join(search, "search", "eb", f"epoch{epoch}", run_dir.ratio_key(ratio))
-        if not os.path.exists(os.path.join(folder, "weights.h5")):
+        weights = os.path.join(folder, run_dir.weights_name("weights", cfg.keras_version))
+        if not os.path.exists(weights):
             raise ValueError(f"the search in {search!r} kept no weights of epoch {epoch} for "
                              f"ratio {ratio:g} (looked for {folder}); list the epoch in its "
                              "config.draw_epochs")
-        dense.load_weights(os.path.join(folder, "weights.h5"))
+        dense.load_weights(weights)
         masks = read_mask(os.path.join(folder, "mask.npz"))
         found = eb_entries.get(run_dir.ratio_name(ratio), {}).get("found_epoch") == epoch
         tickets[run_dir.ratio_name(ratio)] = _draw_one(
