@@ -62,6 +62,17 @@ def save(fig, path: str, dpi: int = DPI) -> str:
     return io_utils.atomic_write_bytes(path, buffer.getvalue())
 
 
+def _finish(fig, ax, xlabel: str, ylabel: str, title: str, path: Optional[str]):
+    """Axis labels, grid, legend and title of a one-axes figure; saved to `path`."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return _done(fig, path)
+
+
 def _done(fig, path: Optional[str]):
     if path is not None:
         save(fig, path)
@@ -294,13 +305,7 @@ def accuracy_vs_flops(series: Sequence[Mapping], title: str = "", path: Optional
         for x, y, note in zip(s["flops"], s["accuracy"], s.get("notes") or ()):
             if note:
                 ax.annotate(note, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    ax.set_xlabel("total training FLOPs")
-    ax.set_ylabel("test accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
-    return _done(fig, path)
+    return _finish(fig, ax, "total training FLOPs", "test accuracy", title, path)
 
 
 def accuracy_vs_draw_epoch(series: Mapping[str, Mapping], title: str = "",
@@ -323,10 +328,4 @@ def accuracy_vs_draw_epoch(series: Mapping[str, Mapping], title: str = "",
             ax.scatter([s["eb_epoch"]], [s["accuracy"][at]], marker="*", s=180, color=f"C{i}",
                        edgecolors="k", zorder=3, label=f"{label}: EB epoch {s['eb_epoch']}")
     ax.xaxis.set_major_locator(_integer_ticks())
-    ax.set_xlabel("draw epoch")
-    ax.set_ylabel("retrain test accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
-    return _done(fig, path)
+    return _finish(fig, ax, "draw epoch", "retrain test accuracy", title, path)
