@@ -70,7 +70,7 @@ def compile_for_training(model, cfg, splits, wrap_optimizer=None):
     """
     loss = training_loss(model, splits)
     optimizer = keras_for(model).optimizers.SGD(learning_rate=cfg.lr, momentum=cfg.momentum,
-                                     nesterov=cfg.nesterov)
+                                                nesterov=cfg.nesterov)
     if wrap_optimizer is not None:
         optimizer = wrap_optimizer(optimizer)
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
@@ -252,9 +252,10 @@ def fit_resumable(model, cfg, splits, ckpt_dir: str, initial_epoch: int,
             print(f"resuming from the checkpoint of epoch {start} in {ckpt_dir}")
     end = start
     if start < cfg.epochs and not (done is not None and start > initial_epoch and done()):
+        k = keras_for(model)       # the callbacks of the model's own Keras
         lr = schedules.keras_callback(cfg.lr, cfg.epochs, cfg.lr_milestones, cfg.lr_decay,
-                                      cfg.warmup_epochs, keras_module=keras_for(model))
-        extra = [keras_for(model).callbacks.TensorBoard(tb_dir, profile_batch=0)] if tb_dir else []
+                                      cfg.warmup_epochs, keras_module=k)
+        extra = [k.callbacks.TensorBoard(tb_dir, profile_batch=0)] if tb_dir else []
         # First: a NaN stops the phase before EarlyBird and the checkpoint see it.
         check = health.DivergenceCheck(health.phase_of(ckpt_dir), cfg)
         meter.start()
