@@ -123,8 +123,12 @@ def draw(cfg, rd, splits=None):
             masks = read_mask(t_mask) if t_mask else channel_masks(
                 precision_lib.strip_precision(dense), ratio, cfg.scope, cfg.min_channels)
             _set_weights(dense, last, src)
+        # The epoch whose weights and mask are drawn: t for a method that stops at the
+        # ticket, else the search's last epoch (ns tracks t too, but draws at T).
+        drawn_at = entry["epoch"] if methods.get(cfg.method).stops_at_ticket else \
+            report["phases"]["search"].get("last_epoch", entry["epoch"])
         tickets[run_dir.ratio_name(ratio)] = _draw_one(
-            cfg, rd.ticket_dir(ratio), source, masks, ratio, entry["epoch"], start, dense_info,
+            cfg, rd.ticket_dir(ratio), source, masks, ratio, drawn_at, start, dense_info,
             found=entry["found"], splits=splits, scoring=scoring,
             budget=_width_budget(cfg, rd.search_dir("history.json"), masks, start))
     for t in cfg.draw_epochs:  # paper Fig. 1: tickets drawn at chosen epochs
