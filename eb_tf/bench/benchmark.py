@@ -252,7 +252,8 @@ def run_benchmark(config, workdir: str, splits=None) -> dict:
     bench_report.add_ratios(rows)
     result = {"schema_version": SCHEMA_VERSION, "config": base.to_dict(),
               "options": {**dataclasses.asdict(options), "methods": list(options.methods),
-                          "seeds": list(options.seeds)},
+                          "seeds": list(options.seeds),
+                          "table1_schedules": list(options.table1_schedules)},
               "machine": {"device": widths.device_descriptor(),
                           "bf16_units": widths.has_bf16()},
               "versions": run_dir.versions(), "seeds": [int(base.seed)],
@@ -292,7 +293,8 @@ def _run_seeds(run_values, options, workdir, splits) -> dict:
     result = {**{k: first[k] for k in ("schema_version", "config", "machine", "versions",
                                         "micro", "overhead")},
               "options": {**dataclasses.asdict(options), "methods": list(options.methods),
-                          "seeds": list(options.seeds)},
+                          "seeds": list(options.seeds),
+                          "table1_schedules": list(options.table1_schedules)},
               "seeds": list(options.seeds), "rows": rows,
               "per_seed": [{"seed": s, "bench": os.path.join(f"seed{s}", "bench.json")}
                            for s in options.seeds]}

@@ -102,7 +102,7 @@ def test_fp16_wraps_optimizer_in_loss_scaling_and_trains():
 def test_with_policy_errors():
     with pytest.raises(ValueError, match=r"policy='float16' is not supported"):
         precision.with_policy(_net(), "float16")
-    with pytest.raises(ValueError, match=r"expects a tf_keras.Model"):
+    with pytest.raises(ValueError, match=r"expects a Keras model \(tf_keras or Keras 3\)"):
         precision.with_policy(object(), "mixed_bfloat16")
     with pytest.raises(ValueError, match=r"is a QAT model.*strip_quantization"):
         precision.with_policy(qat.quantize_for_search(_net()), "mixed_float16")
