@@ -331,7 +331,7 @@ def _result(returncode, stdout, stderr):
     return json.loads(lines[-1][len("RESULT "):])
 
 
-@pytest.mark.parametrize("keras_version", [2, pytest.param(3, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("keras_version", [2, 3])
 def test_mirrored_sync_bn_finds_the_same_ticket_as_one_device(tmp_path, keras_version):
     out = _run_script("compare", tmp_path, timeout=600,
                       env={"EB_TF_TEST_KERAS_VERSION": str(keras_version)})

@@ -92,7 +92,6 @@ def test_keras3_interrupted_search_resumes_to_the_same_ticket(both_runs, tmp_pat
     assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
-@pytest.mark.slow
 def test_keras3_bf16_search_and_retrain_export_a_float32_tflite(tmp_path):
     cfg = smoke_config(keras_version=3, search_precision="bf16", retrain_precision="bf16",
                        export="float32")
