@@ -42,3 +42,26 @@ def preact_resnet(keras, blocks=2, width=8):
         x = L.Add()([x, y])
     x = L.ReLU()(L.BatchNormalization(name="bn_final")(x))
     return keras.Model(inp, L.Dense(5)(L.GlobalAveragePooling2D()(x)), name="preact")
+
+
+def nested_multi_io(keras):
+    """(model, masks, x) of `keras`: a nested backbone, two named inputs, a conv shared by
+    both branches, dict outputs {"cls", "map"}, and masks of the backbone's and the second
+    branch's BN."""
+    L, T, F = keras.layers, True, False
+    bb_in = keras.Input((8, 8, 3))
+    h = L.Conv2D(6, 3, padding="same", name="bb_c")(bb_in)
+    backbone = keras.Model(bb_in, L.ReLU()(L.BatchNormalization(name="bb_bn")(h)), name="bb")
+    shared = L.Conv2D(4, 1, name="shared")
+    a, b = keras.Input((8, 8, 3), name="a"), keras.Input((8, 8, 6), name="b")
+    fa = backbone(a)
+    fb = L.ReLU()(L.BatchNormalization(name="b_bn")(L.Conv2D(6, 1, name="b_c")(b)))
+    merged = L.Add()([shared(fa), shared(fb)])
+    out1 = L.Dense(2, name="o1")(L.GlobalAveragePooling2D()(merged))
+    out2 = L.Conv2D(3, 1, name="o2")(fa)
+    model = keras.Model({"a": a, "b": b}, {"cls": out1, "map": out2})
+    testing.randomize_bn(model, 6)
+    masks = {"bb/bb_bn": np.array([T, F, T, F, F, F]), "b_bn": np.array([F, F, T, T, F, F])}
+    x = {"a": data(backbone, 1, 2),
+         "b": np.random.default_rng(2).normal(size=(2, 8, 8, 6)).astype(np.float32)}
+    return model, masks, x

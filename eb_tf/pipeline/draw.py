@@ -105,11 +105,8 @@ def draw(cfg, rd, splits=None):
         splits = load_splits(cfg)
     meter = costs.PhaseMeter()
     meter.start()
-    dense = load_model(rd.search_dir("final.keras"))
+    dense, dense_info = _load_dense(rd.search_dir("final.keras"))
     last = dense.get_weights()
-    dense_float = precision_lib.strip_precision(dense)
-    dense_info = {"params": count_params(dense_float).total,
-                  "flops": count_flops(dense_float).total}
     tickets = {}
     select = methods.get(cfg.method).select
     for ratio in cfg.ratios:
@@ -165,10 +162,7 @@ def draw_saved(cfg, rd, search: str, epoch: int, splits) -> None:
         return
     meter = costs.PhaseMeter()
     meter.start()
-    dense = load_model(os.path.join(search, "search", "final.keras"))
-    dense_float = precision_lib.strip_precision(dense)
-    dense_info = {"params": count_params(dense_float).total,
-                  "flops": count_flops(dense_float).total}
+    dense, dense_info = _load_dense(os.path.join(search, "search", "final.keras"))
     eb_entries = io_utils.read_json(os.path.join(search, "report.json")).get("eb", {})
     history = os.path.join(search, "search", "history.json")
     tickets = {}
@@ -189,6 +183,14 @@ def draw_saved(cfg, rd, search: str, epoch: int, splits) -> None:
     source = {"search": os.path.relpath(os.path.abspath(search), rd.path), "epoch": int(epoch)}
     rd.update_report(ticket=tickets, phases={"draw": {
         **_record(meter, tickets, dense_info), "source": source}})
+
+
+def _load_dense(path: str):
+    """(the search's dense model at `path`, {"params", "flops"} of its float32 net)."""
+    dense = load_model(path)
+    dense_float = precision_lib.strip_precision(dense)
+    return dense, {"params": count_params(dense_float).total,
+                   "flops": count_flops(dense_float).total}
 
 
 def _record(meter, tickets, dense_info) -> dict:

@@ -19,7 +19,7 @@ from eb_tf.pruning import plan as channel_plan
 from eb_tf.pruning.channel_select import Keras3ChannelSelect
 from tests.pruning_testlib import assert_exact as _assert_exact
 from tests.pruning_testlib import data as _data
-from tests.pruning_testlib import preact_resnet
+from tests.pruning_testlib import nested_multi_io, preact_resnet
 
 L = keras3.layers
 T, F = True, False
@@ -220,22 +220,8 @@ def test_prune_keras3_sequential_nested_multi_io_and_shared_layer():
     assert pruned_flops.per_layer == {"c": 16 * 9 * 2 * 2, "d": 32 * 3}
     assert eb_tf.count_params(seq).total == seq.count_params()
 
-    bb_in = keras3.Input((8, 8, 3))
-    h = L.Conv2D(6, 3, padding="same", name="bb_c")(bb_in)
-    backbone = keras3.Model(bb_in, L.ReLU()(L.BatchNormalization(name="bb_bn")(h)), name="bb")
-    shared = L.Conv2D(4, 1, name="shared")
-    a, b = keras3.Input((8, 8, 3), name="a"), keras3.Input((8, 8, 6), name="b")
-    fa = backbone(a)
-    fb = L.ReLU()(L.BatchNormalization(name="b_bn")(L.Conv2D(6, 1, name="b_c")(b)))
-    merged = L.Add()([shared(fa), shared(fb)])
-    out1 = L.Dense(2, name="o1")(L.GlobalAveragePooling2D()(merged))
-    out2 = L.Conv2D(3, 1, name="o2")(fa)
-    model = keras3.Model({"a": a, "b": b}, {"cls": out1, "map": out2})
-    testing.randomize_bn(model, 6)
-    masks = {"bb/bb_bn": np.array([T, F, T, F, F, F]), "b_bn": np.array([F, F, T, T, F, F])}
+    model, masks, x = nested_multi_io(keras3)
     pruned = pruner.prune(model, masks)
-    x = {"a": _data(backbone, 1, 2),
-         "b": np.random.default_rng(2).normal(size=(2, 8, 8, 6)).astype(np.float32)}
     _assert_exact(pruner.apply_masks(model, masks), pruned, x)
     assert pruned.get_layer("shared").kernel.shape[2] == 3
     assert pruned.get_layer("bb").get_layer("bb_c").filters == 3
