@@ -41,7 +41,7 @@ __all__ = ["keras", "keras3", "keras_tuner", "tf", "BatchNormalizationBase", "TF
            "CustomScaleLayer", "Keras3CustomScaleLayer", "Keras3Functional", "Keras3Operation", "KERAS3_OPS",
            "BN_CLASSES", "is_keras3", "is_keras3_object", "is_keras3_operation",
            "keras_for", "check_model", "check_tf_keras_model", "layer_classes",
-           "dtype_name", "keras_version", "keras_module", "saved_keras_version",
+           "dtype_name", "keras_version", "saved_keras_version",
            "set_random_seed"]
 
 _KERAS3_HINT = (
@@ -173,25 +173,15 @@ def dtype_name(dtype) -> str:
     return tf.as_dtype(dtype).name
 
 
-def keras_module(version: int):
-    """`tf_keras` for 2, `keras` (Keras 3) for 3: the Keras a run config names.
-
-    Raises:
-      ValueError: for any other version.
-    """
-    if version in (2, 3) and not isinstance(version, bool):
-        return keras3 if version == 3 else keras
-    raise ValueError(f"keras_version={version!r} is invalid: must be 2 (tf_keras) or 3 "
-                     "(Keras 3)")
-
-
 def saved_keras_version(path: str) -> int:
     """2 or 3: the major version of the Keras that wrote a `.keras` file (its
     `metadata.json`), so that it is loaded by the same Keras.
 
     Example:
 
-        model = compat.keras_module(compat.saved_keras_version(path)).models.load_model(path)
+        loader = compat.keras3.saving if compat.saved_keras_version(path) == 3 \
+            else compat.keras.models
+        model = loader.load_model(path)
 
     Raises:
       ValueError: `path` is no `.keras` archive (names the path).
