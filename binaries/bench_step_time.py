@@ -7,8 +7,8 @@ r"""Train-step time of a dense net vs its p-ticket: exact, hardware-aware ("auto
 Builds the zoo model, gives its BN layers gammas shaped like a trained slimming net's
 (`eb_tf.bench.step_time.set_realistic_gammas`: half-normal, shrinking with depth), draws
 the p=RATIO ticket (`eb_tf.channel_masks` + `eb_tf.prune`) as it is, with the width
-multiple measured fastest here (`eb_tf.round_masks(multiple="auto")`, cached in the eb_tf
-cache) and rounded to each of --multiples; then, per dtype policy, times SGD training
+multiple measured fastest here (`eb_tf.round_masks(multiple="auto")`, per-layer widths among its
+candidates, cached in the eb_tf cache) and rounded to each of --multiples; then, per dtype policy, times SGD training
 steps of all of them in interleaved rounds on the same random batch and prints, per
 model, the FLOPs ratio, the time ratio and their quotient (the efficiency: 1.0 means the
 step time falls as much as the FLOPs), with every round's time. The default policies are
@@ -34,6 +34,8 @@ _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per round.", lower_bound=
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Interleaved rounds (median reported).",
                                 lower_bound=1)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of weights, gammas and the batch.")
+_PER_LAYER = flags.DEFINE_boolean("per_layer", True, "auto also tries per-layer widths "
+                                  "(eb_tf.pipeline.layer_widths).")
 
 
 @cli.main
@@ -53,9 +55,12 @@ def main():
                                    else ["float32"])
     p = f"p={_RATIO.value:g}"
     for policy in policies:
-        choice = widths.choose_multiple(dense, masks, batch_size=_BATCH.value, policy=policy)
-        tickets = {f"{p} exact": masks, f"{p} auto (x{choice.multiple})":
-                   eb_tf.round_masks(dense, masks, multiple=choice.multiple)}
+        choice = widths.choose_multiple(dense, masks, batch_size=_BATCH.value, policy=policy,
+                                        per_layer=_PER_LAYER.value)
+        label = "per-layer" if choice.multiple == widths.LAYER else f"x{choice.multiple}"
+        tickets = {f"{p} exact": masks, f"{p} auto ({label})": eb_tf.round_masks(
+            dense, masks, multiple="auto", batch_size=_BATCH.value, policy=policy)
+            if _PER_LAYER.value else eb_tf.round_masks(dense, masks, choice.multiple)}
         for m in _MULTIPLES.value:
             tickets[f"{p} x{int(m)}"] = eb_tf.round_masks(dense, masks, multiple=int(m))
         models = {"dense": dense, **{k: eb_tf.prune(dense, v) for k, v in tickets.items()}}

@@ -238,13 +238,27 @@ def _width_lines(meta) -> List[str]:
         return [f"Widths: round_multiple = auto took x{choice['multiple']} unmeasured, the latest "
                 "choice measured on this device, policy and batch: tracing the candidates "
                 f"would exceed the {budget:.1f} s budget (a share of the predicted retrain).", ""]
-    lines = [f"Widths: round_multiple = auto chose x{choice['multiple']} on {choice['device']} "
+    chose = ("per-layer widths" if choice["multiple"] == "layer"
+             else f"x{choice['multiple']}")
+    lines = [f"Widths: round_multiple = auto chose {chose} on {choice['device']} "
              f"({choice['policy']}, batch {choice['batch_size']}; {how}):",
              "", "| multiple | ms/step (median) | rounds (ms) | MFLOPs/sample |",
              "| ---: | ---: | --- | ---: |"]
-    for m, median in sorted(choice["median_ms"].items(), key=lambda kv: int(kv[0])):
+    order = sorted(choice["median_ms"], key=lambda m: (m == "layer", int(m) if m.isdigit()
+                                                        else 0))
+    for m in order:
         rounds = ", ".join(f"{v:.1f}" for v in choice["ms_rounds"][m])
-        lines.append(f"| {m} | {median:.1f} | {rounds} | {choice['flops'][m] / 1e6:.2f} |")
+        lines.append(f"| {m} | {choice['median_ms'][m]:.1f} | {rounds} | "
+                     f"{choice['flops'][m] / 1e6:.2f} |")
+    layer = choice.get("layer")
+    if layer:
+        lines += ["", f"Per-layer search ({layer['measured']} layer timings measured, "
+                  f"{layer['seconds']:.1f} s): per space x"
+                  f"{', x'.join(str(m) for m in layer['assignment'])}; summed layer ms "
+                  f"{layer['predicted_ms']:.1f} against uniform "
+                  + ", ".join(f"x{m} {v:.1f}" for m, v in layer["uniform_ms"].items())
+                  + (" (its widths equal a uniform candidate's: not timed apart)."
+                     if "layer" not in choice["median_ms"] else ".")]
     return lines + [""]
 
 

@@ -7,8 +7,10 @@ drawn, 3.6x rounded to multiples of 8 and 0.91x rounded to 16; an AMD EPYC liked
 So the multiple is measured, not assumed: `choose_multiple` rounds the masks to each
 candidate multiple (1 = the exact mask, 8, 16, 32), prunes, and times one SGD step of
 each ticket (`eb_tf.pipeline.step_timing`) in interleaved rounds on this device, in the
-dtype policy and at the batch size of the run; the fastest median wins, and a ticket
-within `TIE` of it with fewer FLOPs wins over it. The table is cached per (CPU model
+dtype policy and at the batch size of the run, together with the ticket of per-space
+multiples that a per-layer latency table predicts fastest (candidate `LAYER`,
+`eb_tf.pipeline.layer_widths`); the fastest median wins, and a ticket within `TIE` of
+it with fewer FLOPs wins over it. The table is cached per (CPU model
 and flags or GPU name, TensorFlow version, policy, batch, model, candidate widths), so
 a second draw of the same ticket here measures nothing; `round_masks` is
 `eb_tf.round_masks` with `multiple="auto"` as its default.
@@ -43,14 +45,14 @@ import numpy as np
 from eb_tf import io_utils
 from eb_tf.compat import check_model, tf
 from eb_tf.data import cache
-from eb_tf.pipeline import step_timing
+from eb_tf.pipeline import layer_widths, step_timing
 from eb_tf.pruning import flops as flops_lib
 from eb_tf.pruning import rounding
 from eb_tf.pruning.pruner import prune
 from eb_tf.quantization import precision
 from eb_tf.quantization.modes import POLICIES
 
-__all__ = ["CANDIDATES", "TIE", "BUDGET_FRACTION", "WidthChoice", "device_descriptor",
+__all__ = ["CANDIDATES", "LAYER", "TIE", "BUDGET_FRACTION", "LAYER_SHARE", "WidthChoice", "device_descriptor",
            "has_bf16", "choose_multiple", "round_masks", "check_round_multiple", "for_run",
            "retrain_budget"]
 
@@ -58,6 +60,8 @@ CANDIDATES = (1, 8, 16, 32)
 TIE = 0.03             # medians within 3% are a tie: fewer FLOPs wins
 ROUND_SECONDS = 0.25   # a timed round lasts at least this long
 BUDGET_FRACTION = 0.05  # a draw measures for at most 5% of the retrain it speeds up
+LAYER = "layer"        # the candidate of per-space widths (`eb_tf.pipeline.layer_widths`)
+LAYER_SHARE = 0.4      # of a budget, what the per-layer latency table may take
 _FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
           "amx_bf16", "amx_int8", "asimd", "sve")
 
@@ -67,7 +71,8 @@ class WidthChoice:
     """What `choose_multiple` measured and chose.
 
     Attributes:
-      multiple: the chosen width multiple (1 = the exact mask).
+      multiple: the chosen width multiple (1 = the exact mask), or `LAYER`: per-space
+        multiples (`layer`).
       ms: {candidate: ms per step of each round}.
       flops: {candidate: ticket FLOPs per sample}.
       device, policy, batch_size: what was measured on.
@@ -79,8 +84,10 @@ class WidthChoice:
       trace_seconds: seconds to build and trace one candidate's step (measured ones):
         a later draw's prior tells from it, before pruning anything, whether tracing
         would fit its budget.
+      layer: the per-layer search (`layer_widths.LayerChoice.as_dict()`: the per-space
+        assignment, predicted and uniform summed layer ms), None when it did not run.
     """
-    multiple: int
+    multiple: Union[int, str]
     ms: Dict[int, List[float]]
     flops: Dict[int, int]
     device: str
@@ -91,6 +98,16 @@ class WidthChoice:
     source: str = "measured"
     budget_seconds: Optional[float] = None
     trace_seconds: Optional[float] = None
+    layer: Optional[dict] = None
+
+    @property
+    def uniform_multiple(self) -> int:
+        """The fastest candidate with one multiple for every space (the prior of later
+        draws: per-space widths belong to one model)."""
+        uniform = {m: v for m, v in self.ms.items() if m != LAYER}
+        if not uniform:
+            return self.multiple
+        return _pick(uniform, self.flops)
 
     @property
     def median_ms(self) -> Dict[int, float]:
@@ -99,12 +116,15 @@ class WidthChoice:
 
     def as_dict(self) -> dict:
         """JSON-ready: the choice, per-candidate medians, rounds and FLOPs."""
-        return {"multiple": self.multiple, "median_ms": self.median_ms,
-                "ms_rounds": self.ms, "flops": self.flops, "device": self.device,
+        return {"multiple": self.multiple,
+                "median_ms": {str(m): v for m, v in self.median_ms.items()},
+                "ms_rounds": {str(m): v for m, v in self.ms.items()},
+                "flops": {str(m): v for m, v in self.flops.items()}, "device": self.device,
                 "policy": self.policy, "batch_size": self.batch_size,
                 "cached": self.cached, "seconds": round(self.seconds, 3),
                 "source": self.source, "budget_seconds": self.budget_seconds,
-                "trace_seconds": self.trace_seconds}
+                "trace_seconds": self.trace_seconds, "layer": self.layer,
+                "uniform_multiple": self.uniform_multiple}
 
 
 def check_round_multiple(value, where: str = "round_multiple") -> Union[int, str]:
@@ -145,10 +165,10 @@ def has_bf16(device: Optional[str] = None) -> bool:
     return device.startswith("gpu:") or bool(tokens & {"avx512_bf16", "amx_bf16"})
 
 
-def _key(model, widths, policy, batch_size, device) -> str:
+def _key(model, widths, policy, batch_size, device, per_layer) -> str:
     spec = {"device": device, "tf": tf.__version__, "policy": policy, "batch": batch_size,
             "model": hashlib.sha256(model.to_json().encode()).hexdigest(),
-            "widths": {str(m): w for m, w in widths.items()}}
+            "widths": {str(m): w for m, w in widths.items()}, "per_layer": per_layer}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -241,7 +261,8 @@ def _prior(folder, device, policy, batch_size) -> Optional[tuple]:
             continue
         if (table.get("device"), table.get("policy"), table.get("batch_size"),
                 table.get("source", "measured")) == (device, policy, batch_size, "measured"):
-            tables.append((os.path.getmtime(path), name, int(table["multiple"]),
+            tables.append((os.path.getmtime(path), name,
+                           int(table.get("uniform_multiple", table["multiple"])),
                            table.get("trace_seconds")))
     return max(tables)[2:] if tables else None
 
@@ -249,7 +270,8 @@ def _prior(folder, device, policy, batch_size) -> Optional[tuple]:
 def choose_multiple(model, masks, batch_size: Optional[int] = None,
                     policy: Optional[str] = None, cache_dir: Optional[str] = None,
                     candidates: Sequence[int] = CANDIDATES, rounds: int = 5, steps: int = 3,
-                    warmup: int = 2, budget_seconds: Optional[float] = None) -> WidthChoice:
+                    warmup: int = 2, budget_seconds: Optional[float] = None,
+                    per_layer: bool = True) -> WidthChoice:
     """Measures which width multiple makes the ticket of `masks` train fastest here.
 
     Args:
@@ -263,6 +285,9 @@ def choose_multiple(model, masks, batch_size: Optional[int] = None,
         round lasts >= `ROUND_SECONDS`), untimed steps after the trace.
       budget_seconds: at most this long measuring (None: no limit); over it, the prior
         (see the module docstring), which is not cached.
+      per_layer: also time the ticket of per-space multiples that the per-layer latency
+        table predicts fastest (`eb_tf.pipeline.layer_widths`; candidate `LAYER`). With a
+        budget, the table may take `LAYER_SHARE` of it, else that candidate is left out.
 
     Returns:
       A `WidthChoice`; from the cache when this exact table was measured before.
@@ -271,11 +296,16 @@ def choose_multiple(model, masks, batch_size: Optional[int] = None,
       ValueError: a bad candidate or count, and what `eb_tf.prune` raises.
     """
     return _choose(model, masks, batch_size, policy, cache_dir, candidates, rounds, steps,
-                   warmup, budget_seconds)[0]
+                   warmup, budget_seconds, per_layer)[0]
+
+
+def _candidate(key: str):
+    """A candidate from its JSON key: an int multiple, or `LAYER`."""
+    return key if key == LAYER else int(key)
 
 
 def _choose(model, masks, batch_size=None, policy=None, cache_dir=None,
-            candidates=CANDIDATES, rounds=5, steps=3, warmup=2, budget=None):
+            candidates=CANDIDATES, rounds=5, steps=3, warmup=2, budget=None, per_layer=True):
     """(`choose_multiple`'s choice, {candidate: (rounded masks, rounding's warnings)})."""
     where = "eb_tf.pipeline.widths.choose_multiple"
     k = check_model(model, where)
@@ -290,25 +320,34 @@ def _choose(model, masks, batch_size=None, policy=None, cache_dir=None,
     rounded = _rounded(model, masks, sorted(set(candidates)))
     widths = {m: [int(v.sum()) for v in r.values()] for m, (r, _) in rounded.items()}
     folder = cache_dir or cache.cache_path("widths")
-    path = os.path.join(folder, _key(model, widths, policy, batch_size, device) + ".json")
+    path = os.path.join(folder, _key(model, widths, policy, batch_size, device, per_layer)
+                        + ".json")
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             table = json.load(f)
-        ms = {int(k): v for k, v in table["ms_rounds"].items()}
-        flops = ({int(k): v for k, v in table["flops"].items()} if "flops" in table else
-                 {m: int(flops_lib.count_flops(t).total)
-                  for m, t in _pruned(model, rounded).items()})
-        return (WidthChoice(_pick(ms, flops), ms, flops, device, policy, batch_size, True),
-                rounded)
+        ms = {_candidate(k): v for k, v in table["ms_rounds"].items()}
+        layer = table.get("layer")
+        if LAYER in ms:                             # the same per-space widths again
+            rounded[LAYER] = (layer_widths.compose(
+                model, {m: r for m, (r, _) in rounded.items()}, layer["assignment"]), [])
+        flops = ({_candidate(k): v for k, v in table["flops"].items()} if "flops" in table
+                 else {m: int(flops_lib.count_flops(t).total)
+                       for m, t in _pruned(model, rounded).items()})
+        return (WidthChoice(_pick(ms, flops), ms, flops, device, policy, batch_size, True,
+                            layer=layer), rounded)
     start = time.perf_counter()
     prior = _prior(folder, device, policy, batch_size) if budget is not None else None
     if prior is not None and prior[1] is not None and prior[1] * len(rounded) > budget:
         return _from_prior(model, masks, prior[0], rounded, device, policy, batch_size,
                            start, budget), rounded        # tracing would not fit: no pruning
+    layer = _layer_candidate(model, rounded, batch_size, policy, folder, device, start,
+                             budget) if per_layer and 1 in rounded and len(rounded) > 1 \
+        else None
     tickets = _pruned(model, rounded)
     flops = {m: int(flops_lib.count_flops(t).total) for m, t in tickets.items()}
     stats = {}
-    ms = _time_rounds(tickets, policy, batch_size, rounds, steps, warmup, budget, stats)
+    left = None if budget is None else budget - (time.perf_counter() - start)
+    ms = _time_rounds(tickets, policy, batch_size, rounds, steps, warmup, left, stats)
     if ms is None:                              # over budget: the prior, not cached
         if prior is not None:
             return _from_prior(model, masks, prior[0], rounded, device, policy, batch_size,
@@ -318,10 +357,25 @@ def _choose(model, masks, batch_size=None, policy=None, cache_dir=None,
         ms = _time_rounds(tickets, policy, batch_size, 1, steps, warmup, stats=stats)
     choice = WidthChoice(_pick(ms, flops), ms, flops, device, policy, batch_size, False,
                          time.perf_counter() - start, budget_seconds=budget,
-                         trace_seconds=stats.get("trace_seconds"))
+                         trace_seconds=stats.get("trace_seconds"), layer=layer)
     os.makedirs(folder, exist_ok=True)
     io_utils.atomic_write_json(path, choice.as_dict())
     return choice, rounded
+
+
+def _layer_candidate(model, rounded, batch_size, policy, folder, device, start, budget):
+    """Adds the per-space candidate to `rounded` when its widths are new; its search's
+    record (None when it ran out of its share of the budget)."""
+    deadline = None if budget is None else start + LAYER_SHARE * budget
+    found = layer_widths.choose_layer_widths(
+        model, {m: r for m, (r, _) in rounded.items()}, batch_size, policy, folder, device,
+        deadline)
+    if found is None:
+        return None
+    widths = [int(v.sum()) for v in found.masks.values()]
+    if all([int(v.sum()) for v in r.values()] != widths for r, _ in rounded.values()):
+        rounded[LAYER] = (found.masks, [])
+    return found.as_dict()
 
 
 def _from_prior(model, masks, prior, rounded, device, policy, batch_size, start, budget,
@@ -349,7 +403,7 @@ def _pick(ms, flops) -> int:
     medians = {m: float(np.median(v)) for m, v in ms.items()}
     best = min(medians.values())
     tied = [m for m in medians if medians[m] <= best * (1 + TIE)]
-    return min(tied, key=lambda m: (flops[m], m))
+    return min(tied, key=lambda m: (flops[m], str(m)))
 
 
 def round_masks(model, masks, multiple: Union[int, str] = "auto",

@@ -5,7 +5,11 @@ oneDNN and GPU kernels are much slower on odd channel counts (measured here: wid
 "random" widths can lose its speed-up. `round_masks` revives, in each channel space
 (one producer, or an Add/Multiply group), the pruned channels with the largest |gamma|
 until the space's physical width in `prune(model, masks)` is a multiple of `multiple`
-(or the full width).
+(or the full width). A masked BN that reads only part of its space (a pre-activation
+BN on a residual stream, which `prune` feeds through a `ChannelSelect` gather) is
+rounded the same way within the channels the space keeps: oneDNN's fused batch norm
+runs 4-15x slower on widths that are no multiple of 8 (fp32) or 16 (bf16) on an
+AVX-512 Xeon (measured: 128x32x32x29 in 40 ms against 5 ms at 32 channels, fp32).
 
 It only adds channels, so a `min_channels` the masks were drawn with still holds. It
 never undoes a removal the masks make on purpose: a BN whose mask is all-False keeps
@@ -119,6 +123,7 @@ def round_masks(model, masks: Dict[str, np.ndarray],
                     candidates.append(max(options))
             candidates.sort(reverse=True)
             flips.extend(candidates[:target - width])
+        flips.extend(_subset_flips(plan, out, score, tried, multiple))
         if not flips:
             break
         for _, key, channel in flips:
@@ -132,6 +137,26 @@ def round_masks(model, masks: Dict[str, np.ndarray],
                       ". Their other channels have gamma exactly 0 (prune folds them away) "
                       "or no BN mask controls them.", stacklevel=2)
     return out
+
+
+def _subset_flips(plan, out, score, tried, multiple) -> List[Tuple[float, str, int]]:
+    """(|gamma|, BN key, channel) to revive so that each masked BN reading only part of
+    its input's physical channels (a pre-activation BN: `prune` gathers what it keeps)
+    reads a multiple of `multiple`, or all of them, which drops the gather."""
+    flips = []
+    for op, h in zip(plan.graph.ops, plan.handlers):
+        key = plan.bn_key.get(id(op.layer))
+        if not (h.const == "bn" and h.kind == "unary" and key in out and out[key].any()):
+            continue
+        reads, present = plan.p_in[(op.index, 0)], plan.phys[op.inputs[0]]
+        target = min(present.size, math.ceil(reads.size / multiple) * multiple)
+        if target <= reads.size:
+            continue
+        options = sorted(((score[key][c], key, int(c)) for c in np.setdiff1d(present, reads)
+                          if not out[key][c] and (key, int(c)) not in tried
+                          and score[key][c] > 0), reverse=True)
+        flips.extend(options[:target - reads.size])
+    return flips
 
 
 def check_multiple(multiple, where: str) -> None:

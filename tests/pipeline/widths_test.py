@@ -24,11 +24,16 @@ def _chain():
     return model, eb_tf.channel_masks(model, 0.6)
 
 
+def _tables(folder):
+    """The whole-ticket tables of a widths cache (the per-layer ones are in layers/)."""
+    return [n for n in os.listdir(folder) if n.endswith(".json")]
+
+
 def test_choose_multiple_measures_each_distinct_ticket_then_reads_the_cache(tmp_path,
                                                                               monkeypatch):
     model, masks = _chain()
     choice = widths.choose_multiple(model, masks, batch_size=8, cache_dir=str(tmp_path),
-                                    rounds=2, steps=1, warmup=1)
+                                    rounds=2, steps=1, warmup=1, per_layer=False)
     # widths: exact (2, 12), x8 (8, 16), x16 (13, 16), x32 (13, 21): four tickets
     assert sorted(choice.ms) == [1, 8, 16, 32]
     assert all(len(v) == 2 and min(v) > 0 for v in choice.ms.values())
@@ -41,9 +46,11 @@ def test_choose_multiple_measures_each_distinct_ticket_then_reads_the_cache(tmp_
     def no_timing(*args, **kwargs):
         raise AssertionError("a cached table must not be measured again")
     monkeypatch.setattr(widths, "_time_rounds", no_timing)
-    again = widths.choose_multiple(model, masks, batch_size=8, cache_dir=str(tmp_path))
+    again = widths.choose_multiple(model, masks, batch_size=8, cache_dir=str(tmp_path),
+                                   per_layer=False)
     assert again.cached and again.multiple == choice.multiple and again.ms == choice.ms
-    rounded = eb_tf.round_masks(model, masks, batch_size=8, cache_dir=str(tmp_path))
+    rounded = widths._chosen_masks(*widths._choose(  # pylint: disable=protected-access
+        model, masks, batch_size=8, cache_dir=str(tmp_path), per_layer=False))
     expect = eb_tf.pruning.round_masks(model, masks, "none" if choice.multiple == 1
                                        else choice.multiple)
     assert all(np.array_equal(rounded[k], expect[k]) for k in masks)
@@ -52,7 +59,7 @@ def test_choose_multiple_measures_each_distinct_ticket_then_reads_the_cache(tmp_
 def test_the_choice_from_a_table_is_deterministic_and_ties_go_to_fewer_flops(tmp_path):
     model, masks = _chain()
     first = widths.choose_multiple(model, masks, batch_size=8, cache_dir=str(tmp_path),
-                                   rounds=1, steps=1, warmup=1)
+                                   rounds=1, steps=1, warmup=1, per_layer=False)
     path = os.path.join(tmp_path, os.listdir(tmp_path)[0])
     for table, expect in (({1: [10.0], 8: [5.0], 16: [9.0], 32: [9.0]}, 8),
                           ({1: [10.0, 10.2, 9.9], 8: [10.1, 10.0, 10.3], 16: [20.0] * 3,
@@ -60,8 +67,8 @@ def test_the_choice_from_a_table_is_deterministic_and_ties_go_to_fewer_flops(tmp
                           ({1: [30.0], 8: [20.0], 16: [12.0], 32: [12.2]}, 16)):
         with open(path, "w", encoding="utf-8") as f:
             json.dump({"ms_rounds": {str(k): v for k, v in table.items()}}, f)
-        choices = {widths.choose_multiple(model, masks, batch_size=8,
-                                          cache_dir=str(tmp_path)).multiple for _ in range(3)}
+        choices = {widths.choose_multiple(model, masks, batch_size=8, cache_dir=str(tmp_path),
+                                          per_layer=False).multiple for _ in range(3)}
         assert choices == {expect}, table
     assert first.multiple in (1, 8, 16, 32)
 
@@ -74,7 +81,7 @@ def test_policy_and_batch_are_part_of_the_cache_key(tmp_path):
                                   policy="mixed_bfloat16", rounds=1, steps=1, warmup=1,
                                   candidates=(1, 8))
     assert not bf16.cached and bf16.policy == "mixed_bfloat16"
-    assert len(os.listdir(tmp_path)) == 2
+    assert len(_tables(tmp_path)) == 2
 
 
 @pytest.mark.parametrize("value, message", [
@@ -106,8 +113,8 @@ def test_the_draw_records_auto_within_its_budget_and_a_resume_keeps_it(tmp_path,
     choice = first["width_choice"]
     assert choice["source"] == "measured" and 0 < choice["budget_seconds"] < 1.0
     assert {len(v) for v in choice["ms_rounds"].values()} == {1}
-    assert first["round_multiple"] == choice["multiple"] in widths.CANDIDATES
-    assert len(os.listdir(tmp_path / "cache" / "widths")) == 1
+    assert first["round_multiple"] == choice["multiple"] in widths.CANDIDATES + (widths.LAYER,)
+    assert len(_tables(tmp_path / "cache" / "widths")) == 1
     meta = json.load(open(tmp_path / "a" / "tickets" / "p0.5" / "meta.json", encoding="utf-8"))
     assert "Widths: round_multiple = auto chose x" in "\n".join(run_report._width_lines(meta))
     # A second run on this device then takes that choice as its prior, unmeasured.
@@ -136,22 +143,23 @@ def test_a_budget_shrinks_the_rounds_and_one_too_small_takes_the_prior(tmp_path)
     full = widths.choose_multiple(model, masks, batch_size=8, cache_dir=str(tmp_path / "a"),
                                   rounds=4, steps=1, warmup=1)
     assert {len(v) for v in full.ms.values()} == {4}
+    assert full.uniform_multiple in widths.CANDIDATES   # a prior: per-layer widths are per model
     # Enough to trace, not for the rounds asked: fewer rounds, still measured and cached.
     traced = widths.choose_multiple(model, masks, batch_size=8, cache_dir=str(tmp_path / "b"),
                                     rounds=10000, steps=1, warmup=1, budget_seconds=8.0)
     assert traced.source == "measured" and traced.budget_seconds == 8.0
     assert 1 <= max(len(v) for v in traced.ms.values()) < 10000 and traced.seconds < 12
-    assert len(os.listdir(tmp_path / "b")) == 1
+    assert len(_tables(tmp_path / "b")) == 1
     # Too small to trace: the prior of folder a (another mask, same device/policy/batch).
     other = {k: v.copy() for k, v in masks.items()}
     other["bn1"][np.flatnonzero(~other["bn1"])[:1]] = True
     prior = widths.choose_multiple(model, other, batch_size=8, cache_dir=str(tmp_path / "a"),
                                    budget_seconds=1e-3)
     assert (prior.source, prior.ms) == ("prior", {})
-    assert prior.multiple <= full.multiple and prior.multiple in prior.flops
+    assert prior.multiple <= full.uniform_multiple and prior.multiple in prior.flops
     assert [int(v.sum()) for v in eb_tf.round_masks(model, other, prior.multiple).values()] \
-        == [int(v.sum()) for v in eb_tf.round_masks(model, other, full.multiple).values()]
-    assert len(os.listdir(tmp_path / "a")) == 1                    # a prior is not cached
+        == [int(v.sum()) for v in eb_tf.round_masks(model, other, full.uniform_multiple).values()]
+    assert len(_tables(tmp_path / "a")) == 1                    # a prior is not cached
     assert widths.retrain_budget(10, 4.0, 0.5) == pytest.approx(widths.BUDGET_FRACTION * 20)
     assert widths.retrain_budget(10, None, 0.5) is None
 

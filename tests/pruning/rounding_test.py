@@ -184,3 +184,29 @@ def test_rounding_only_adds_channels_so_min_channels_survives():
         rounded = eb_tf.round_masks(model, masks, multiple=8)
         for key, mask in masks.items():
             assert mask.sum() >= 2 and rounded[key][mask].all()
+
+
+def test_a_pre_activation_bn_reading_part_of_its_stream_is_rounded_within_it():
+    from tests import pruning_testlib  # pylint: disable=import-outside-toplevel
+    model = pruning_testlib.preact_resnet(keras, blocks=3, width=32)
+    testing.randomize_bn(model, seed=5)
+    gam = eb_tf.gammas(model)
+    masks = {k: np.abs(g) >= np.quantile(np.abs(g), 0.6) for k, g in gam.items()}
+    masks["b1_bn1"][:] = False
+    masks["b1_bn1"][np.argsort(-np.abs(gam["b1_bn1"]))[:5]] = True    # reads 5 of 32
+    rounded = eb_tf.round_masks(model, masks, multiple=8)
+    plan = channel_plan.analyze(model, rounded)
+    for op, h in zip(plan.graph.ops, plan.handlers):
+        if op.layer.name in ("b1_bn1", "b2_bn1"):
+            reads = plan.p_in[(op.index, 0)].size
+            present = plan.phys[op.inputs[0]].size
+            assert reads % 8 == 0 or reads == present, (op.layer.name, reads, present)
+    # b1_bn1 grew from 5 (by the stream's rounding and its own), nothing was dropped
+    assert int(rounded["b1_bn1"].sum()) % 8 == 0 and all(rounded[k][m].all()
+                                                         for k, m in masks.items())
+    ticket = eb_tf.prune(model, rounded)
+    selects = [l for l in ticket.layers if type(l).__name__ == "ChannelSelect"]
+    assert all(len(l.get_config()["indices"]) % 8 == 0 for l in selects), \
+        [len(l.get_config()["indices"]) for l in selects]
+    x = pruning_testlib.data(model)
+    pruning_testlib.assert_exact(eb_tf.apply_masks(model, rounded), ticket, x)
