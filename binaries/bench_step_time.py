@@ -6,10 +6,10 @@ r"""Train-step time of a dense net vs its p-ticket: exact, hardware-aware ("auto
 
 Builds the zoo model, gives its BN layers gammas shaped like a trained slimming net's
 (`eb_tf.bench.step_time.set_realistic_gammas`: half-normal, shrinking with depth), draws
-the p=RATIO ticket (`eb_tf.channel_masks` + `eb_tf.prune`) as it is, with the width
-multiple measured fastest here (`eb_tf.round_masks(multiple="auto")`, per-layer widths among its
-candidates, cached in the eb_tf cache) and rounded to each of --multiples; then, per dtype policy, times SGD training
-steps of all of them in interleaved rounds on the same random batch and prints, per
+the p=RATIO ticket (`eb_tf.channel_masks` + `eb_tf.prune`) as it is, with the widths
+measured fastest here (`eb_tf.round_masks(multiple="auto")`: a multiple or per-layer
+widths, cached in the eb_tf cache) and rounded to each of --multiples; then, per dtype
+policy, times SGD training steps of all of them in interleaved rounds on the same random batch and prints, per
 model, the FLOPs ratio, the time ratio and their quotient (the efficiency: 1.0 means the
 step time falls as much as the FLOPs), with every round's time. The default policies are
 float32, plus mixed_bfloat16 where the CPU has AVX512-BF16 or AMX (or on a GPU). The

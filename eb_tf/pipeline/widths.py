@@ -52,7 +52,8 @@ from eb_tf.pruning.pruner import prune
 from eb_tf.quantization import precision
 from eb_tf.quantization.modes import POLICIES
 
-__all__ = ["CANDIDATES", "LAYER", "TIE", "BUDGET_FRACTION", "LAYER_SHARE", "WidthChoice", "device_descriptor",
+__all__ = ["CANDIDATES", "LAYER", "TIE", "BUDGET_FRACTION", "LAYER_SHARE", "WidthChoice",
+           "device_descriptor",
            "has_bf16", "choose_multiple", "round_masks", "check_round_multiple", "for_run",
            "retrain_budget"]
 
