@@ -112,7 +112,11 @@ def compose(model, rounded: Dict[int, Dict[str, np.ndarray]], assignment: Sequen
       assignment: per space of `spaces(model, rounded[base])`, a key of `rounded`.
       base: where BN channels of no space come from.
     """
-    plan = channel_plan.analyze(model, rounded[base])
+    return _compose(channel_plan.analyze(model, rounded[base]), rounded, assignment, base)
+
+
+def _compose(plan, rounded, assignment, base):
+    """`compose` on the plan of `rounded[base]`."""
     order = list(rounding.space_widths(plan))
     if len(order) != len(assignment):
         raise ValueError(f"eb_tf.pipeline.layer_widths.compose: {len(assignment)} widths for "
@@ -152,12 +156,11 @@ def _resizable(layer) -> Optional[str]:
     return next((k for k in ("filters", "units") if k in config), None)
 
 
-def _ops(model, rounded, order) -> List[_Op]:
-    """The timed layers: conv/dense producers and BatchNormalizations, with their input
-    and output widths under each candidate."""
-    plans = {m: channel_plan.analyze(model, r) for m, r in rounded.items()}
+def _ops(plans, order) -> List[_Op]:
+    """The timed layers: conv/dense producers, BatchNormalizations and the gathers in
+    front of them, with their input and output widths under each candidate's plan."""
     index = {roots: i for i, roots in enumerate(order)}
-    plan = next(iter(plans.values()))
+    plan = plans[1]
     out = []
     for op, h in zip(plan.graph.ops, plan.handlers):
         kind = "producer" if h.kind == "producer" and _resizable(op.layer) else \
@@ -294,8 +297,9 @@ def choose_layer_widths(model, rounded: Dict[int, Dict[str, np.ndarray]],
         raise ValueError("eb_tf.pipeline.layer_widths.choose_layer_widths: the exact mask "
                          "(candidate 1) must be among the rounded masks")
     check_model(model, "eb_tf.pipeline.layer_widths.choose_layer_widths")
-    order = spaces(model, rounded[1])
-    ops = _ops(model, rounded, order)
+    plans = {m: channel_plan.analyze(model, r) for m, r in rounded.items()}
+    order = list(rounding.space_widths(plans[1]))
+    ops = _ops(plans, order)
     if not ops:
         return None
     folder = cache_dir or cache.cache_path("widths")
@@ -333,5 +337,5 @@ def choose_layer_widths(model, rounded: Dict[int, Dict[str, np.ndarray]],
         table.save()
         return None
     table.save()
-    return LayerChoice(assignment, compose(model, rounded, assignment), predicted, uniform,
-                       table.measured, time.perf_counter() - start)
+    return LayerChoice(assignment, _compose(plans[1], rounded, assignment, 1), predicted,
+                       uniform, table.measured, time.perf_counter() - start)

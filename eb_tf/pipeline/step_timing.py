@@ -14,14 +14,18 @@ Example:
     step = step_timing.train_step(ticket)
     step(x, y).numpy()          # traces; then time further calls
 """
-from typing import Callable, Optional, Tuple
+import time
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from eb_tf.compat import keras_for, tf
 from eb_tf.pipeline import trainer
+from eb_tf.quantization import precision
 
-__all__ = ["random_batch", "train_step"]
+__all__ = ["ROUND_SECONDS", "random_batch", "train_step", "time_rounds"]
+
+ROUND_SECONDS = 0.25   # a timed round of `time_rounds` lasts at least this long
 
 
 def random_batch(model, batch: int, seed: int = 0,
@@ -71,3 +75,47 @@ def train_step(model, learning_rate: float = 1e-3) -> Callable[[tf.Tensor, tf.Te
         return loss
 
     return step
+
+
+def time_rounds(tickets, policy, batch_size, rounds, steps, warmup,
+                 budget=None, stats=None) -> Optional[Dict[int, List[float]]]:
+    """{name: ms per step of each round}: `tickets` ({name: model}) in `rounds` interleaved,
+    rotated rounds (one `train_step` each, in dtype `policy`) of >= `steps` steps and
+    >= `ROUND_SECONDS` (a short step is noise-dominated: tiny models run more steps).
+
+    With a `budget` (seconds), the rounds shrink to fit what is left after tracing (one
+    round at least); None when tracing every ticket would not fit (projected from the
+    first one), before the others are traced. `stats` (a dict) gets `trace_seconds`.
+    """
+    start_all = time.perf_counter()
+    fns, data, counts, per_step = {}, {}, {}, {}
+    for i, (m, ticket) in enumerate(tickets.items()):
+        if policy != "float32":
+            ticket = precision.with_policy(ticket, policy)
+        fns[m] = train_step(ticket)
+        data[m] = random_batch(ticket, batch_size)
+        fns[m](*data[m]).numpy()                       # trace
+        if stats is not None and i == 0:
+            stats["trace_seconds"] = round(time.perf_counter() - start_all, 3)
+        if budget is not None and i == 0 and \
+                (time.perf_counter() - start_all) * len(tickets) > budget:
+            return None
+        start = time.perf_counter()
+        for _ in range(warmup):
+            fns[m](*data[m]).numpy()
+        per_step[m] = (time.perf_counter() - start) / warmup
+        counts[m] = max(steps, int(np.ceil(ROUND_SECONDS / max(per_step[m], 1e-6))))
+    if budget is not None:
+        left = budget - (time.perf_counter() - start_all)
+        one_round = sum(counts[m] * per_step[m] for m in fns)
+        rounds = max(1, min(rounds, int(left // max(one_round, 1e-9))))
+    ms = {m: [] for m in fns}
+    order = list(fns)
+    for r in range(rounds):
+        for m in order[r % len(order):] + order[:r % len(order)]:   # rotate: no fixed slot
+            start = time.perf_counter()
+            for _ in range(counts[m]):
+                loss = fns[m](*data[m])
+            loss.numpy()
+            ms[m].append((time.perf_counter() - start) * 1000.0 / counts[m])
+    return ms

@@ -35,7 +35,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import platform
 import time
 import warnings
 from typing import Dict, List, Optional, Sequence, Union
@@ -46,10 +45,10 @@ from eb_tf import io_utils
 from eb_tf.compat import check_model, tf
 from eb_tf.data import cache
 from eb_tf.pipeline import layer_widths, step_timing
+from eb_tf.pipeline.device import device_descriptor, has_bf16
 from eb_tf.pruning import flops as flops_lib
 from eb_tf.pruning import rounding
 from eb_tf.pruning.pruner import prune
-from eb_tf.quantization import precision
 from eb_tf.quantization.modes import POLICIES
 
 __all__ = ["CANDIDATES", "LAYER", "TIE", "BUDGET_FRACTION", "LAYER_SHARE", "WidthChoice",
@@ -59,12 +58,10 @@ __all__ = ["CANDIDATES", "LAYER", "TIE", "BUDGET_FRACTION", "LAYER_SHARE", "Widt
 
 CANDIDATES = (1, 8, 16, 32)
 TIE = 0.03             # medians within 3% are a tie: fewer FLOPs wins
-ROUND_SECONDS = 0.25   # a timed round lasts at least this long
 BUDGET_FRACTION = 0.05  # a draw measures for at most 5% of the retrain it speeds up
 LAYER = "layer"        # the candidate of per-space widths (`eb_tf.pipeline.layer_widths`)
 LAYER_SHARE = 0.4      # of a budget, what the per-layer latency table may take
-_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
-          "amx_bf16", "amx_int8", "asimd", "sve")
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,34 +135,6 @@ def check_round_multiple(value, where: str = "round_multiple") -> Union[int, str
     return int(value)
 
 
-def device_descriptor() -> str:
-    """The device the step times belong to: the GPU's name, or the CPU model, the
-    instruction-set flags that matter for its kernels, and the core count."""
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        return f"gpu:{details.get('device_name', gpus[0].name)} x{len(gpus)}"
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    model = value.strip()
-                elif key.strip() in ("flags", "Features") and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    return f"cpu:{model} [{' '.join(f for f in _FLAGS if f in flags)}] x{os.cpu_count()}"
-
-
-def has_bf16(device: Optional[str] = None) -> bool:
-    """Whether the device has fast bfloat16 units: a GPU, or a CPU with AVX512-BF16/AMX."""
-    device = device or device_descriptor()
-    tokens = set(device.replace("[", " ").replace("]", " ").split())
-    return device.startswith("gpu:") or bool(tokens & {"avx512_bf16", "amx_bf16"})
-
-
 def _key(model, widths, policy, batch_size, device, per_layer) -> str:
     spec = {"device": device, "tf": tf.__version__, "policy": policy, "batch": batch_size,
             "model": hashlib.sha256(model.to_json().encode()).hexdigest(),
@@ -206,49 +175,6 @@ def _pruned(model, rounded) -> dict:
         return {m: prune(model, r) for m, (r, _) in rounded.items()}
 
 
-def _time_rounds(tickets, policy, batch_size, rounds, steps, warmup,
-                 budget=None, stats=None) -> Optional[Dict[int, List[float]]]:
-    """ms per step of each ticket in `rounds` interleaved rounds of >= `steps` steps and
-    >= `ROUND_SECONDS` (a short step is noise-dominated: tiny models run more steps).
-
-    With a `budget` (seconds), the rounds shrink to fit what is left after tracing (one
-    round at least); None when tracing every ticket would not fit (projected from the
-    first one), before the others are traced. `stats` (a dict) gets `trace_seconds`.
-    """
-    start_all = time.perf_counter()
-    fns, data, counts, per_step = {}, {}, {}, {}
-    for i, (m, ticket) in enumerate(tickets.items()):
-        if policy != "float32":
-            ticket = precision.with_policy(ticket, policy)
-        fns[m] = step_timing.train_step(ticket)
-        data[m] = step_timing.random_batch(ticket, batch_size)
-        fns[m](*data[m]).numpy()                       # trace
-        if stats is not None and i == 0:
-            stats["trace_seconds"] = round(time.perf_counter() - start_all, 3)
-        if budget is not None and i == 0 and \
-                (time.perf_counter() - start_all) * len(tickets) > budget:
-            return None
-        start = time.perf_counter()
-        for _ in range(warmup):
-            fns[m](*data[m]).numpy()
-        per_step[m] = (time.perf_counter() - start) / warmup
-        counts[m] = max(steps, int(np.ceil(ROUND_SECONDS / max(per_step[m], 1e-6))))
-    if budget is not None:
-        left = budget - (time.perf_counter() - start_all)
-        one_round = sum(counts[m] * per_step[m] for m in fns)
-        rounds = max(1, min(rounds, int(left // max(one_round, 1e-9))))
-    ms = {m: [] for m in fns}
-    order = list(fns)
-    for r in range(rounds):
-        for m in order[r % len(order):] + order[:r % len(order)]:   # rotate: no fixed slot
-            start = time.perf_counter()
-            for _ in range(counts[m]):
-                loss = fns[m](*data[m])
-            loss.numpy()
-            ms[m].append((time.perf_counter() - start) * 1000.0 / counts[m])
-    return ms
-
-
 def _prior(folder, device, policy, batch_size) -> Optional[tuple]:
     """(multiple, trace seconds or None) of the latest table measured on this device,
     policy and batch; None when there is none."""
@@ -283,7 +209,7 @@ def choose_multiple(model, masks, batch_size: Optional[int] = None,
       cache_dir: where measured tables are kept (None: `<eb_tf cache>/widths`).
       candidates: the multiples to try (1 = the exact mask).
       rounds, steps, warmup: interleaved rounds, timed steps per round (at least; a
-        round lasts >= `ROUND_SECONDS`), untimed steps after the trace.
+        round lasts >= `step_timing.ROUND_SECONDS`), untimed steps after the trace.
       budget_seconds: at most this long measuring (None: no limit); over it, the prior
         (see the module docstring), which is not cached.
       per_layer: also time the ticket of per-space multiples that the per-layer latency
@@ -348,14 +274,14 @@ def _choose(model, masks, batch_size=None, policy=None, cache_dir=None,
     flops = {m: int(flops_lib.count_flops(t).total) for m, t in tickets.items()}
     stats = {}
     left = None if budget is None else budget - (time.perf_counter() - start)
-    ms = _time_rounds(tickets, policy, batch_size, rounds, steps, warmup, left, stats)
+    ms = step_timing.time_rounds(tickets, policy, batch_size, rounds, steps, warmup, left, stats)
     if ms is None:                              # over budget: the prior, not cached
         if prior is not None:
             return _from_prior(model, masks, prior[0], rounded, device, policy, batch_size,
                                start, budget, flops), rounded
         # No prior on this device yet: one round, the cheapest measurement, which then
         # serves as the prior of later draws here.
-        ms = _time_rounds(tickets, policy, batch_size, 1, steps, warmup, stats=stats)
+        ms = step_timing.time_rounds(tickets, policy, batch_size, 1, steps, warmup, stats=stats)
     choice = WidthChoice(_pick(ms, flops), ms, flops, device, policy, batch_size, False,
                          time.perf_counter() - start, budget_seconds=budget,
                          trace_seconds=stats.get("trace_seconds"), layer=layer)

@@ -9,7 +9,7 @@ import pytest
 
 import eb_tf
 from eb_tf.compat import keras, keras3
-from eb_tf.pipeline import layer_widths, widths
+from eb_tf.pipeline import layer_widths, step_timing, widths
 from eb_tf.pruning import plan as channel_plan
 from eb_tf.pruning import rounding, testing
 from tests import pruning_testlib
@@ -167,7 +167,7 @@ def test_auto_times_the_per_layer_ticket_and_its_cached_choice_gives_the_same_ma
     record = choice.as_dict()
     assert record["uniform_multiple"] in widths.CANDIDATES and "layer" in record["median_ms"]
     first = eb_tf.round_masks(model, masks, batch_size=8, cache_dir=str(tmp_path))
-    monkeypatch.setattr(widths, "_time_rounds", lambda *a, **k: pytest.fail("cached"))
+    monkeypatch.setattr(step_timing, "time_rounds", lambda *a, **k: pytest.fail("cached"))
     monkeypatch.setattr(layer_widths, "_time_layer", lambda *a: pytest.fail("cached"))
     again = widths.choose_multiple(model, masks, batch_size=8, cache_dir=str(tmp_path))
     assert again.cached and again.multiple == choice.multiple and again.ms == choice.ms

@@ -7,7 +7,7 @@ import pytest
 
 import eb_tf
 from eb_tf.compat import keras
-from eb_tf.pipeline import widths
+from eb_tf.pipeline import step_timing, widths
 from eb_tf.pruning import testing
 
 L = keras.layers
@@ -45,7 +45,7 @@ def test_choose_multiple_measures_each_distinct_ticket_then_reads_the_cache(tmp_
 
     def no_timing(*args, **kwargs):
         raise AssertionError("a cached table must not be measured again")
-    monkeypatch.setattr(widths, "_time_rounds", no_timing)
+    monkeypatch.setattr(step_timing, "time_rounds", no_timing)
     again = widths.choose_multiple(model, masks, batch_size=8, cache_dir=str(tmp_path),
                                    per_layer=False)
     assert again.cached and again.multiple == choice.multiple and again.ms == choice.ms
@@ -120,7 +120,7 @@ def test_the_draw_records_auto_within_its_budget_and_a_resume_keeps_it(tmp_path,
     # A second run on this device then takes that choice as its prior, unmeasured.
     def no_timing(*args, **kwargs):
         raise AssertionError("over budget with a prior: nothing is measured")
-    monkeypatch.setattr(widths, "_time_rounds", lambda *a, **k: None)   # "over budget"
+    monkeypatch.setattr(step_timing, "time_rounds", lambda *a, **k: None)   # "over budget"
     cfg.seed = 1                                  # another ticket: not the cached table
     second = runner.run(cfg, str(tmp_path / "b"), phases=("search", "draw"),
                         print_summary=False)["ticket"]["0.5"]
@@ -131,7 +131,7 @@ def test_the_draw_records_auto_within_its_budget_and_a_resume_keeps_it(tmp_path,
     meta = json.load(open(tmp_path / "b" / "tickets" / "p0.5" / "meta.json", encoding="utf-8"))
     assert "unmeasured, the latest choice measured" in "\n".join(run_report._width_lines(meta))
     # A resumed run keeps its drawn ticket and measures nothing.
-    monkeypatch.setattr(widths, "_time_rounds", no_timing)
+    monkeypatch.setattr(step_timing, "time_rounds", no_timing)
     cfg.seed = 0
     again = runner.run(cfg, str(tmp_path / "a"), phases=("search", "draw"),
                        print_summary=False)["ticket"]["0.5"]
