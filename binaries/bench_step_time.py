@@ -36,6 +36,9 @@ _REPEATS = flags.DEFINE_integer("repeats", 5, "Interleaved rounds (median report
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of weights, gammas and the batch.")
 _PER_LAYER = flags.DEFINE_boolean("per_layer", True, "auto also tries per-layer widths "
                                   "(eb_tf.pipeline.layer_widths).")
+_GROWTH = flags.DEFINE_float("max_flops_growth", 1.25, "auto chooses among tickets with at "
+                             "most this many times the exact ticket's FLOPs (0: any).",
+                             lower_bound=0)
 
 
 @cli.main
@@ -44,6 +47,7 @@ def main():
     from eb_tf.bench import step_time
     from eb_tf.compat import keras
     from eb_tf.pipeline import widths
+    from eb_tf.pruning import bn_kernel
     from eb_tf.quantization import precision
     keras.utils.set_random_seed(_SEED.value)
     shape = tuple(int(s) for s in _SHAPE.value)
@@ -54,16 +58,22 @@ def main():
     policies = _POLICIES.value or (["float32", "mixed_bfloat16"] if widths.has_bf16(device)
                                    else ["float32"])
     p = f"p={_RATIO.value:g}"
+    growth = _GROWTH.value or None
+    if growth is not None and growth < 1:
+        raise ValueError(f"--max_flops_growth={growth:g}: must be >= 1, or 0 for no limit")
     for policy in policies:
         choice = widths.choose_multiple(dense, masks, batch_size=_BATCH.value, policy=policy,
-                                        per_layer=_PER_LAYER.value)
+                                        per_layer=_PER_LAYER.value, max_flops_growth=growth)
         label = "per-layer" if choice.multiple == widths.LAYER else f"x{choice.multiple}"
         tickets = {f"{p} exact": masks, f"{p} auto ({label})": eb_tf.round_masks(
-            dense, masks, multiple="auto", batch_size=_BATCH.value, policy=policy)
+            dense, masks, multiple="auto", batch_size=_BATCH.value, policy=policy,
+            max_flops_growth=growth)
             if _PER_LAYER.value else eb_tf.round_masks(dense, masks, choice.multiple)}
         for m in _MULTIPLES.value:
             tickets[f"{p} x{int(m)}"] = eb_tf.round_masks(dense, masks, multiple=int(m))
         models = {"dense": dense, **{k: eb_tf.prune(dense, v) for k, v in tickets.items()}}
+        auto = f"{p} auto ({label})"
+        models[auto] = bn_kernel.unfuse(models[auto], choice.unfused)
         if policy != "float32":
             models = {k: precision.with_policy(v, policy) for k, v in models.items()}
         rows = step_time.step_times(models, batch=_BATCH.value, steps=_STEPS.value,
@@ -71,7 +81,9 @@ def main():
         print(f"\n{_MODEL.value} width {_WIDTH.value:g}, input {shape}, batch {_BATCH.value}, "
               f"{policy}, {device}: median of {_REPEATS.value} interleaved rounds of "
               f"{_STEPS.value} steps (auto: {choice.median_ms} ms, "
-              f"{'cached' if choice.cached else f'measured in {choice.seconds:.0f} s'})")
+              f"{'cached' if choice.cached else f'measured in {choice.seconds:.0f} s'}; "
+              f"over the {growth or 0:g}x FLOPs limit: {choice.over_limit or 'none'}; "
+              f"unfused BNs: {len(choice.unfused)})")
         print(step_time.format_step_table(rows))
 
 

@@ -100,6 +100,9 @@ class RunConfig:
         "auto", "ticket width multiple: auto (the fastest of 1/8/16/32, measured on this "
         "device at batch_size in the retrain's dtype; eb_tf.pipeline.widths) | none (the "
         "exact mask) | N (round kept widths up to a multiple of N)")
+    round_max_flops_growth: float = _f(
+        1.25, "round_multiple=auto: the ticket keeps at most this many times the exact "
+        "mask's FLOPs (eb_tf.pipeline.widths.MAX_FLOPS_GROWTH; 0 = no limit)")
     snip_batches: int = _f(10, "snip: training batches (eval view) its |dL/dm| are summed on")
     thinet_images: int = _f(1000, "thinet: training images (eval view) whose activations it "
                             "samples, 10 next-layer entries each")
@@ -311,6 +314,8 @@ def _validate(c: RunConfig):
         if isinstance(c.round_multiple, str):
             _fail("round_multiple", c.round_multiple, "must be auto, none or an int >= 1")
         _number("round_multiple", c.round_multiple, lo=1, integer=True)
+    if c.round_max_flops_growth != 0:
+        _number("round_max_flops_growth", c.round_max_flops_growth, lo=1)
     if not c.ratios:
         _fail("ratios", c.ratios, "give at least one pruning ratio in (0, 1)")
     _check_budget(c)

@@ -47,6 +47,7 @@ from eb_tf.compat import keras_for, set_random_seed
 from eb_tf.pipeline import bn_stats, costs, methods, run_dir, trainer, widths
 from eb_tf.pipeline.build import load_splits
 from eb_tf.pipeline.ticket import load_model  # by the Keras that saved it (draw's 0.4 name)
+from eb_tf.pruning import bn_kernel
 from eb_tf.pruning.channel_summary import summary
 from eb_tf.pruning.flops import count_flops, count_params
 from eb_tf.pruning.pruner import prune
@@ -252,7 +253,8 @@ def _draw_one(cfg, folder, dense, masks, ratio, epoch, start, dense_info, found,
               scoring=None, budget=None):
     float_model = precision_lib.strip_precision(dense)
     masks, width_choice = widths.for_run(cfg, float_model, masks, budget)
-    pruned = prune(float_model, masks)
+    pruned = bn_kernel.unfuse(prune(float_model, masks),
+                              width_choice.unfused if width_choice else ())
     if methods.get(cfg.method).retrain_mode(cfg) == "reinit":
         set_random_seed(cfg.seed)
         fresh = keras_for(pruned).models.clone_model(pruned)  # same architecture, new weights

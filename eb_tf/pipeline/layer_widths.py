@@ -13,25 +13,31 @@ multiple that suits the layers around it:
 1. Each uniform candidate (`widths.CANDIDATES`: 1 = exact, 8, 16, 32) gives every
    space a width, and every conv or dense layer, BatchNormalization and gather an
    input and an output width.
-2. A latency table holds the time of one such layer alone, forward and both gradients
-   (the input's only where it has one), eager, at the run's batch size and dtype
-   policy, for an (input width, output width) pair; a gather that keeps every channel
-   costs 0 (`prune` drops it). Entries are measured when first needed and cached per
-   device, TensorFlow version, policy and batch (`<cache>/widths/layers/`), so later
-   draws on this machine measure only new pairs.
-3. The summed layer time is minimised by iterated conditional modes: from the best
-   uniform assignment, each space in turn takes the candidate that minimises the time
-   of the layers reading or writing it; a candidate must save `GAIN` of that time to
-   replace one with fewer channels. Three passes at most.
+2. A latency table (`eb_tf.pipeline.layer_latency`) holds the time of one such layer
+   alone, forward and gradients, at the run's batch size and dtype policy, for an
+   (input width, output width) pair, measured when first needed and cached per device
+   (`<cache>/widths/layers/`).
+3. The summed layer time is minimised by steepest descent over single-space changes,
+   from the best uniform assignment: each step gives one space the candidate that saves
+   the most time of the layers reading or writing it; a candidate must save `GAIN` of
+   that time to replace one with fewer channels. Under a FLOPs limit
+   (`max_flops_growth`, `widths.MAX_FLOPS_GROWTH` x the exact ticket by default in
+   `widths`) the start is the best uniform assignment within it, and each step takes
+   the change that saves the most time per FLOP it adds, so the channels revived go
+   where alignment pays most.
 4. The composed masks take, per space, the channels of its chosen candidate: never
    fewer than the mask keeps, revived channels the top-|gamma| ones (as `round_masks`).
+   A BN left at a width where its unfused kernel is faster is listed in `unfused`
+   (`eb_tf.pruning.bn_kernel`), and the per-layer ticket runs it unfused.
 
-The table only predicts (eager per-layer times, no fusion, no memory effects).
+The table only ranks (eager per-layer times, no fusion, no memory effects), so
 `widths.choose_multiple` times the composed ticket as one more whole-network candidate,
-`"layer"`, in the same interleaved rounds as the uniform ones, so it is chosen only
-when its measured step is the fastest (ties to fewer FLOPs). Measured here
-(preresnet56, p = 0.5, fp32, batch 128, 5 interleaved rounds): dense 597 ms, the x8
-ticket 793, x32 666, the per-layer ticket 629 ms for 0.59x the FLOPs.
+`"layer"`, in the same interleaved rounds as the uniform ones: it is chosen only when
+its measured step is the fastest (ties to fewer FLOPs). Measured (preresnet56, p = 0.5,
+fp32, batch 128, 5 interleaved rounds) on a Xeon: dense 597 ms, the x8 ticket 793, x32
+666, the per-layer ticket 629 ms for 0.59x the FLOPs; on an AMD EPYC under the 1.25x
+FLOPs limit: dense 1004 ms, exact 1791, x8 1150 (over the limit), the per-layer ticket
+1039 ms for 0.54x the FLOPs.
 
 Example:
 
@@ -42,29 +48,24 @@ Example:
     ticket = eb_tf.prune(model, choice.masks)
 """
 import dataclasses
-import hashlib
-import json
-import os
 import time
+import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from eb_tf import io_utils
-from eb_tf.compat import check_model, tf
+from eb_tf.compat import check_model
 from eb_tf.data import cache
-from eb_tf.pruning import graph as graph_lib
+from eb_tf.pipeline import layer_latency
+from eb_tf.pruning import flops as flops_lib
 from eb_tf.pruning import plan as channel_plan
 from eb_tf.pruning import rounding
+from eb_tf.pruning.pruner import prune
 
 __all__ = ["GAIN", "LayerChoice", "spaces", "compose", "choose_layer_widths"]
 
 GAIN = 0.01            # a wider candidate must save 1% of its layers' time
-_PASSES = 3
-_ROUND_SECONDS = 0.01  # a timed round of one layer lasts at least this long
-_ROUNDS = 3
-_SHAPE_KEYS = ("kernel_size", "strides", "padding", "dilation_rate", "groups", "use_bias",
-               "axis", "fused", "renorm")
+_MAX_STEPS = 2          # descent steps per (space, candidate), a bound only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +79,9 @@ class LayerChoice:
       uniform_ms: {candidate: summed layer ms of that candidate everywhere}.
       measured: latency-table entries measured now (the rest were cached).
       seconds: time spent.
+      flops: the estimated MACs per sample of the assignment (only under a FLOPs limit).
+      unfused: the BatchNormalizations that run faster unfused at their chosen width
+        (`eb_tf.pruning.bn_kernel.unfuse` them in the pruned ticket).
     """
     assignment: List[int]
     masks: Dict[str, np.ndarray]
@@ -85,16 +89,15 @@ class LayerChoice:
     uniform_ms: Dict[int, float]
     measured: int
     seconds: float
+    flops: Optional[int] = None
+    unfused: List[str] = dataclasses.field(default_factory=list)
 
     def as_dict(self) -> dict:
         """JSON-ready, without the masks."""
         return {"assignment": self.assignment, "predicted_ms": round(self.predicted_ms, 3),
                 "uniform_ms": {str(m): round(v, 3) for m, v in self.uniform_ms.items()},
-                "measured": self.measured, "seconds": round(self.seconds, 3)}
-
-
-class _OutOfTime(Exception):
-    pass
+                "measured": self.measured, "seconds": round(self.seconds, 3),
+                "flops": self.flops, "unfused": list(self.unfused)}
 
 
 def spaces(model, masks) -> List[Tuple[int, ...]]:
@@ -132,150 +135,72 @@ def _compose(plan, rounded, assignment, base):
     return out
 
 
-@dataclasses.dataclass
-class _Op:
-    layer: object
-    kind: str                       # "producer" (conv, dense), "bn" or "gather" (its input)
-    signature: str
-    spatial: Tuple[int, ...]
-    input_grad: bool
-    in_space: Optional[int]
-    out_space: int
-    cin: Dict[int, int]
-    cout: Dict[int, int]
+def _flops_model(model, exact, ops):
+    """Per-sample MACs of an assignment, estimated: the exact ticket's count, each timed
+    conv/dense layer scaled by its (input x output) width. Layers the table does not
+    time keep their exact-ticket MACs; `widths` counts the composed ticket for real."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")              # barriers: prune says it at the draw
+        counted = flops_lib.count_flops(prune(model, exact))
+    per_mac = {}
+    for op in ops:
+        macs = counted.per_layer.get(op.layer.name) if op.kind == "producer" else None
+        if macs and op.cin[1] and op.cout[1]:
+            per_mac[id(op)] = macs / (op.cin[1] * op.cout[1])
+    timed = [op for op in ops if id(op) in per_mac]
+    rest = counted.total - sum(per_mac[id(op)] * op.cin[1] * op.cout[1] for op in timed)
+
+    def flops_of(assignment) -> float:
+        return rest + sum(per_mac[id(op)] * op.cout[assignment[op.out_space]] *
+                          (op.cin[1] if op.in_space is None else op.cin[assignment[op.in_space]])
+                          for op in timed)
+    return flops_of
 
 
-def _resizable(layer) -> Optional[str]:
-    """The config key of the layer's output width ('filters' or 'units'), or None when
-    the layer is not one this table times (grouped, channels_first, a nested model)."""
-    if graph_lib.is_model(layer) or not hasattr(layer, "get_config"):
-        return None
-    config = layer.get_config()
-    if config.get("data_format") == "channels_first" or config.get("groups", 1) != 1:
-        return None
-    return next((k for k in ("filters", "units") if k in config), None)
-
-
-def _ops(plans, order) -> List[_Op]:
-    """The timed layers: conv/dense producers, BatchNormalizations and the gathers in
-    front of them, with their input and output widths under each candidate's plan."""
-    index = {roots: i for i, roots in enumerate(order)}
-    plan = plans[1]
-    out = []
-    for op, h in zip(plan.graph.ops, plan.handlers):
-        kind = "producer" if h.kind == "producer" and _resizable(op.layer) else \
-            "bn" if h.const == "bn" and not graph_lib.is_model(op.layer) else None
-        if kind is None or plan.shared(op):
-            continue
-        shape = tuple(plan.graph.tensors[op.inputs[0]].shape)[1:-1]
-        in_space = index.get(tuple(plan.roots(op.inputs[0]).tolist()))
-        if any(s is None for s in shape) or (kind == "bn" and in_space is None):
-            continue
-        config = op.layer.get_config()
-        signature = json.dumps([type(op.layer).__name__, list(shape)] +
-                               [config.get(k) for k in _SHAPE_KEYS], default=str)
-        cin = {m: int(p.p_in[(op.index, 0)].size) for m, p in plans.items()}
-        if kind == "bn":                             # normalises what it reads
-            out.append(_Op(op.layer, kind, signature, shape, True, in_space, in_space,
-                           cin, cin))
-            present = {m: int(p.phys[op.inputs[0]].size) for m, p in plans.items()}
-            if any(present[m] > cin[m] for m in plans):   # prune gathers what it reads
-                out.append(_Op(op.layer, "gather", json.dumps(["gather", list(shape)]),
-                               shape, True, in_space, in_space, present, cin))
-            continue
-        src = plan.graph.tensors[op.inputs[0]]
-        out.append(_Op(op.layer, kind, signature, shape, src.producer is not None, in_space,
-                       index[tuple(plan.roots(op.outputs[0]).tolist())], cin,
-                       {m: int(p.phys[op.outputs[0]].size) for m, p in plans.items()}))
-    return out
-
-
-class _Table:
-    """The per-layer latency table of one device, TF version, policy and batch."""
-
-    def __init__(self, folder, device, policy, batch_size, deadline):
-        spec = {"device": device, "tf": tf.__version__, "policy": policy, "batch": batch_size}
-        name = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
-        self.path = os.path.join(folder, "layers", name + ".json")
-        self.spec, self.policy, self.batch, self.deadline = spec, policy, batch_size, deadline
-        self.entries, self.measured = {}, 0
-        if os.path.exists(self.path):
-            with open(self.path, encoding="utf-8") as f:
-                self.entries = json.load(f).get("entries", {})
-
-    def ms(self, op: _Op, cin: int, cout: int) -> float:
-        key = f"{op.signature}|{cin}|{cout}|{int(op.input_grad)}"
-        if key not in self.entries:
-            if self.deadline is not None and time.perf_counter() > self.deadline:
-                raise _OutOfTime()
-            self.entries[key] = _time_layer(op, cin, cout, self.batch, self.policy)
-            self.measured += 1
-        return self.entries[key]
-
-    def save(self):
-        if self.measured:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            io_utils.atomic_write_json(self.path, {**self.spec, "entries": self.entries})
-
-
-def _time_layer(op: _Op, cin: int, cout: int, batch: int, policy: str) -> float:
-    """Median ms of one layer's forward and gradients at (cin, cout), eager."""
-    if min(cin, cout) < 1 or (op.kind == "gather" and cin == cout):
-        return 0.0                                   # nothing to gather: no ChannelSelect
-    if op.kind == "gather":
-        keep = tf.constant(np.arange(cout) * cin // cout, tf.int32)
-        return _time_step(lambda x: tf.gather(x, keep, axis=-1), [], op, cin, batch, policy)
-    config = op.layer.get_config()
-    config.update({"dtype": policy, "name": "timed"})
-    if op.kind == "producer":
-        config[_resizable(op.layer)] = cout
-    layer = type(op.layer).from_config(config)
-    return _time_step(lambda x: layer(x, training=True), layer, op, cin, batch, policy)
-
-
-def _time_step(fn, layer, op: _Op, cin: int, batch: int, policy: str) -> float:
-    """Median ms of `fn`'s forward and gradients (input's, and `layer`'s weights)."""
-    dtype = tf.bfloat16 if "bfloat16" in policy else tf.float16 if "float16" in policy \
-        else tf.float32
-    x = tf.random.stateless_normal((batch,) + op.spatial + (cin,), (1, 2), dtype=dtype)
-    dy = tf.random.stateless_normal(fn(x).shape, (3, 4), dtype=dtype)
-    variables = list(layer.trainable_variables) if layer else []
-
-    def step():
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = fn(x)
-        sources = ([x] if op.input_grad else []) + variables
-        return tape.gradient(y, sources, output_gradients=tf.cast(dy, y.dtype))[0]
-
-    step().numpy()
-    start = time.perf_counter()
-    step().numpy()
-    reps = max(1, int(np.ceil(_ROUND_SECONDS / max(time.perf_counter() - start, 1e-6))))
-    rounds = []
-    for _ in range(_ROUNDS):
-        start = time.perf_counter()
-        for _ in range(reps):
-            grad = step()
-        grad.numpy()
-        rounds.append((time.perf_counter() - start) * 1000.0 / reps)
-    return float(np.median(rounds))
-
-
-def _cost(table, ops, assignment, only=None) -> float:
-    """Summed layer ms of `assignment` (over `only`, the layers of one space, if given).
-    A layer whose input is no space (a Flatten) reads its exact-mask width."""
-    total = 0.0
-    for op in ops if only is None else only:
-        cin = op.cin[1] if op.in_space is None else op.cin[assignment[op.in_space]]
-        total += table.ms(op, cin, op.cout[assignment[op.out_space]])
-    return total
+def _descend(table, ops, touching, candidates, assignment, flops_of, limit):
+    """Steepest descent over single-space changes from `assignment`: each step takes the
+    change that saves the most layer time (under a FLOPs `limit`: the most per FLOP
+    added, changes that add none first). A wider candidate must save `GAIN` of the time
+    of the layers it touches; one with fewer channels is taken at equal time."""
+    assignment = list(assignment)
+    widths = {s: {m: sum(op.cout[m] for op in local
+                         if op.out_space == s and op.kind == "producer") for m in candidates}
+              for s, local in touching.items()}
+    flops = flops_of(assignment) if flops_of else 0.0
+    for _ in range(_MAX_STEPS * len(candidates) * max(len(assignment), 1)):
+        best = None
+        for s, local in touching.items():
+            current = assignment[s]
+            base = layer_latency.summed_ms(table, ops, assignment, local) if local else 0.0
+            for m in candidates:
+                if m == current or not local:
+                    continue
+                trial = assignment[:s] + [m] + assignment[s + 1:]
+                gain = base - layer_latency.summed_ms(table, ops, trial, local)
+                wider = widths[s][m] - widths[s][current]
+                if (wider > 0 and gain <= GAIN * base) or (wider <= 0 and gain < 0) or \
+                        (wider == 0 and gain == 0):
+                    continue
+                after = flops_of(trial) if flops_of else 0.0
+                if limit is not None and after > limit:
+                    continue
+                added = after - flops
+                score = (1, gain, -wider) if limit is None or added <= 0 else \
+                    (0, gain / added, -wider)
+                if best is None or score > best[0]:
+                    best = (score, s, m, after)
+        if best is None:
+            break
+        _, s, m, flops = best
+        assignment[s] = m
+    return assignment
 
 
 def choose_layer_widths(model, rounded: Dict[int, Dict[str, np.ndarray]],
                         batch_size: int = 128, policy: str = "float32",
                         cache_dir: Optional[str] = None, device: Optional[str] = None,
-                        deadline: Optional[float] = None) -> Optional[LayerChoice]:
+                        deadline: Optional[float] = None,
+                        max_flops_growth: Optional[float] = None) -> Optional[LayerChoice]:
     """The per-space candidates that minimise the summed measured layer time.
 
     Args:
@@ -288,6 +213,8 @@ def choose_layer_widths(model, rounded: Dict[int, Dict[str, np.ndarray]],
         TF version, policy and batch it names the table file.
       deadline: a `time.perf_counter()` value; measuring stops there and None is returned
         (the entries measured so far are kept for the next draw).
+      max_flops_growth: the composed ticket may have at most this many times the exact
+        ticket's FLOPs (estimated per layer; None: no limit).
 
     Returns:
       A `LayerChoice`, or None past the deadline or when no layer can be timed.
@@ -299,43 +226,30 @@ def choose_layer_widths(model, rounded: Dict[int, Dict[str, np.ndarray]],
     check_model(model, "eb_tf.pipeline.layer_widths.choose_layer_widths")
     plans = {m: channel_plan.analyze(model, r) for m, r in rounded.items()}
     order = list(rounding.space_widths(plans[1]))
-    ops = _ops(plans, order)
+    ops = layer_latency.timed_layers(plans, order)
     if not ops:
         return None
     folder = cache_dir or cache.cache_path("widths")
-    table = _Table(folder, device or "", policy, int(batch_size), deadline)
+    table = layer_latency.LatencyTable(folder, device or "", policy, int(batch_size), deadline)
     candidates = sorted(rounded)
     touching = {s: [op for op in ops if s in (op.in_space, op.out_space)]
                 for s in range(len(order))}
+    flops_of = _flops_model(model, rounded[1], ops) if max_flops_growth else None
+    limit = None if flops_of is None else max_flops_growth * flops_of([1] * len(order))
     try:
-        uniform = {m: _cost(table, ops, [m] * len(order)) for m in candidates}
-        best = min(candidates, key=lambda m: (uniform[m], m))
-        assignment = [best] * len(order)
-        for _ in range(_PASSES):
-            changed = False
-            for s, local in touching.items():
-                if not local:
-                    continue
-                current = assignment[s]
-                times = {}
-                for m in candidates:
-                    trial = assignment[:s] + [m] + assignment[s + 1:]
-                    times[m] = _cost(table, ops, trial, local)
-                width = {m: sum(op.cout[m] for op in local
-                                if op.out_space == s and op.kind == "producer")
-                         for m in candidates}
-                pick = min(candidates, key=lambda m: (times[m], width[m], m))
-                if width[pick] > width[current] and \
-                        times[pick] > times[current] * (1 - GAIN):
-                    pick = current                   # wider for too little: keep
-                if pick != current:
-                    assignment[s], changed = pick, True
-            if not changed:
-                break
-        predicted = _cost(table, ops, assignment)
-    except _OutOfTime:
+        uniform = {m: layer_latency.summed_ms(table, ops, [m] * len(order)) for m in candidates}
+        feasible = [m for m in candidates
+                    if limit is None or m == 1 or flops_of([m] * len(order)) <= limit]
+        best = min(feasible, key=lambda m: (uniform[m], m))
+        assignment = _descend(table, ops, touching, candidates, [best] * len(order),
+                              flops_of, limit)
+        predicted = layer_latency.summed_ms(table, ops, assignment)
+        unfused = sorted({op.layer.name for op in ops if op.kind == "bn" and
+                          table.unfused(op, op.cin[assignment[op.in_space]])})
+    except layer_latency.OutOfTime:
         table.save()
         return None
     table.save()
     return LayerChoice(assignment, _compose(plans[1], rounded, assignment, 1), predicted,
-                       uniform, table.measured, time.perf_counter() - start)
+                       uniform, table.measured, time.perf_counter() - start,
+                       None if flops_of is None else int(round(flops_of(assignment))), unfused)

@@ -246,10 +246,15 @@ def _width_lines(meta) -> List[str]:
              "| ---: | ---: | --- | ---: |"]
     order = sorted(choice["median_ms"], key=lambda m: (m == "layer", int(m) if m.isdigit()
                                                         else 0))
+    over = set(choice.get("over_limit", ()))
     for m in order:
         rounds = ", ".join(f"{v:.1f}" for v in choice["ms_rounds"][m])
-        lines.append(f"| {m} | {choice['median_ms'][m]:.1f} | {rounds} | "
+        lines.append(f"| {m}{' (over the limit)' if m in over else ''} | "
+                     f"{choice['median_ms'][m]:.1f} | {rounds} | "
                      f"{choice['flops'][m] / 1e6:.2f} |")
+    if over:
+        lines += ["", f"Candidates above {choice['max_flops_growth']:g}x the exact ticket's "
+                  "FLOPs were measured but not eligible (config.round_max_flops_growth)."]
     layer = choice.get("layer")
     if layer:
         lines += ["", f"Per-layer search ({layer['measured']} layer timings measured, "
@@ -259,6 +264,9 @@ def _width_lines(meta) -> List[str]:
                   + ", ".join(f"x{m} {v:.1f}" for m, v in layer["uniform_ms"].items())
                   + (" (its widths equal a uniform candidate's: not timed apart)."
                      if "layer" not in choice["median_ms"] else ".")]
+        if layer.get("unfused"):
+            lines.append(f"BatchNormalizations run unfused at their odd widths (faster there "
+                         f"than oneDNN's fused kernel): {', '.join(layer['unfused'])}.")
     return lines + [""]
 
 

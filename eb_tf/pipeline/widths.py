@@ -10,9 +10,15 @@ each ticket (`eb_tf.pipeline.step_timing`) in interleaved rounds on this device,
 dtype policy and at the batch size of the run, together with the ticket of per-space
 multiples that a per-layer latency table predicts fastest (candidate `LAYER`,
 `eb_tf.pipeline.layer_widths`); the fastest median wins, and a ticket within `TIE` of
-it with fewer FLOPs wins over it. The table is cached per (CPU model
-and flags or GPU name, TensorFlow version, policy, batch, model, candidate widths), so
-a second draw of the same ticket here measures nothing; `round_masks` is
+it with fewer FLOPs wins over it. Only tickets with at most `MAX_FLOPS_GROWTH` (1.25)
+times the exact ticket's FLOPs are eligible (`max_flops_growth`; None: any), so that a
+p = 0.5 ticket stays one: rounding VGG-16 width 0.5 to x16 keeps 1.34x the exact
+FLOPs; the per-layer search then spends the allowed FLOPs where they save the most time
+(preresnet56, fp32, batch 128, on an AMD EPYC: x8, x16 and x32 over the limit, the
+per-layer ticket at 1.25x stepped at 1039 ms against x8's 1150 and the exact 1791).
+The table is cached per (CPU model and flags or GPU name, TensorFlow version, policy,
+batch, model, candidate widths, limit), so a second draw of the same ticket here
+measures nothing; `round_masks` is
 `eb_tf.round_masks` with `multiple="auto"` as its default.
 
 The measurement costs what it may save only in a long retrain: a draw gives it a
@@ -29,7 +35,8 @@ Example:
 
     choice = widths.choose_multiple(model, masks, batch_size=128, policy="mixed_bfloat16")
     choice.multiple, choice.median_ms         # e.g. 16, {1: 184.0, 8: 127.3, 16: 42.1, 32: 44.0}
-    ticket = eb_tf.prune(model, eb_tf.round_masks(model, masks, multiple=choice.multiple))
+    masks, choice = widths.for_run(cfg, model, masks)        # what a draw does
+    ticket = bn_kernel.unfuse(eb_tf.prune(model, masks), choice.unfused)
 """
 import dataclasses
 import hashlib
@@ -46,21 +53,22 @@ from eb_tf.compat import check_model, tf
 from eb_tf.data import cache
 from eb_tf.pipeline import layer_widths, step_timing
 from eb_tf.pipeline.device import device_descriptor, has_bf16
+from eb_tf.pruning import bn_kernel
 from eb_tf.pruning import flops as flops_lib
 from eb_tf.pruning import rounding
 from eb_tf.pruning.pruner import prune
 from eb_tf.quantization.modes import POLICIES
 
-__all__ = ["CANDIDATES", "LAYER", "TIE", "BUDGET_FRACTION", "LAYER_SHARE", "WidthChoice",
-           "device_descriptor",
-           "has_bf16", "choose_multiple", "round_masks", "check_round_multiple", "for_run",
-           "retrain_budget"]
+__all__ = ["CANDIDATES", "LAYER", "TIE", "BUDGET_FRACTION", "LAYER_SHARE", "MAX_FLOPS_GROWTH",
+           "WidthChoice", "device_descriptor", "has_bf16", "choose_multiple", "round_masks",
+           "check_round_multiple", "check_flops_growth", "for_run", "retrain_budget"]
 
 CANDIDATES = (1, 8, 16, 32)
 TIE = 0.03             # medians within 3% are a tie: fewer FLOPs wins
 BUDGET_FRACTION = 0.05  # a draw measures for at most 5% of the retrain it speeds up
 LAYER = "layer"        # the candidate of per-space widths (`eb_tf.pipeline.layer_widths`)
 LAYER_SHARE = 0.4      # of a budget, what the per-layer latency table may take
+MAX_FLOPS_GROWTH = 1.25  # a rounded ticket keeps at most 1.25x the exact ticket's FLOPs
 
 
 
@@ -84,6 +92,8 @@ class WidthChoice:
         would fit its budget.
       layer: the per-layer search (`layer_widths.LayerChoice.as_dict()`: the per-space
         assignment, predicted and uniform summed layer ms), None when it did not run.
+      max_flops_growth: candidates with more than this many times the exact ticket's
+        FLOPs were not eligible (None: no limit); they are measured and reported still.
     """
     multiple: Union[int, str]
     ms: Dict[int, List[float]]
@@ -97,6 +107,7 @@ class WidthChoice:
     budget_seconds: Optional[float] = None
     trace_seconds: Optional[float] = None
     layer: Optional[dict] = None
+    max_flops_growth: Optional[float] = None
 
     @property
     def uniform_multiple(self) -> int:
@@ -105,7 +116,13 @@ class WidthChoice:
         uniform = {m: v for m, v in self.ms.items() if m != LAYER}
         if not uniform:
             return self.multiple
-        return _pick(uniform, self.flops)
+        return _pick(uniform, self.flops, self.max_flops_growth)
+
+    @property
+    def unfused(self) -> List[str]:
+        """The chosen ticket's BatchNormalizations that run unfused (per-layer widths
+        only; `eb_tf.pruning.bn_kernel.unfuse` them after `prune`)."""
+        return list((self.layer or {}).get("unfused", ())) if self.multiple == LAYER else []
 
     @property
     def median_ms(self) -> Dict[int, float]:
@@ -122,7 +139,14 @@ class WidthChoice:
                 "cached": self.cached, "seconds": round(self.seconds, 3),
                 "source": self.source, "budget_seconds": self.budget_seconds,
                 "trace_seconds": self.trace_seconds, "layer": self.layer,
-                "uniform_multiple": self.uniform_multiple}
+                "uniform_multiple": self.uniform_multiple,
+                "max_flops_growth": self.max_flops_growth,
+                "over_limit": [str(m) for m in self.over_limit]}
+
+    @property
+    def over_limit(self) -> List[Union[int, str]]:
+        """The measured candidates that `max_flops_growth` ruled out."""
+        return [m for m in self.ms if not _allowed(m, self.flops, self.max_flops_growth)]
 
 
 def check_round_multiple(value, where: str = "round_multiple") -> Union[int, str]:
@@ -135,10 +159,23 @@ def check_round_multiple(value, where: str = "round_multiple") -> Union[int, str
     return int(value)
 
 
-def _key(model, widths, policy, batch_size, device, per_layer) -> str:
+def check_flops_growth(value, where: str = "max_flops_growth") -> Optional[float]:
+    """`value` as a float >= 1, or None (no limit); a ValueError names it otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or \
+            not value >= 1:
+        raise ValueError(f"{where}: max_flops_growth must be a number >= 1 (the ticket's "
+                         f"FLOPs over the exact mask's) or None for no limit, got {value!r}")
+    return float(value)
+
+
+def _key(model, widths, policy, batch_size, device, per_layer, growth) -> str:
     spec = {"device": device, "tf": tf.__version__, "policy": policy, "batch": batch_size,
             "model": hashlib.sha256(model.to_json().encode()).hexdigest(),
             "widths": {str(m): w for m, w in widths.items()}, "per_layer": per_layer}
+    if growth is not None:                 # absent: the keys of tables before the limit
+        spec["max_flops_growth"] = float(growth)
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -198,7 +235,8 @@ def choose_multiple(model, masks, batch_size: Optional[int] = None,
                     policy: Optional[str] = None, cache_dir: Optional[str] = None,
                     candidates: Sequence[int] = CANDIDATES, rounds: int = 5, steps: int = 3,
                     warmup: int = 2, budget_seconds: Optional[float] = None,
-                    per_layer: bool = True) -> WidthChoice:
+                    per_layer: bool = True,
+                    max_flops_growth: Optional[float] = MAX_FLOPS_GROWTH) -> WidthChoice:
     """Measures which width multiple makes the ticket of `masks` train fastest here.
 
     Args:
@@ -215,6 +253,10 @@ def choose_multiple(model, masks, batch_size: Optional[int] = None,
       per_layer: also time the ticket of per-space multiples that the per-layer latency
         table predicts fastest (`eb_tf.pipeline.layer_widths`; candidate `LAYER`). With a
         budget, the table may take `LAYER_SHARE` of it, else that candidate is left out.
+      max_flops_growth: only tickets with at most this many times the exact ticket's
+        FLOPs may be chosen (the exact one always may), and the per-layer search stays
+        within it; None: any. Ruled-out candidates are still measured and reported
+        (`WidthChoice.over_limit`).
 
     Returns:
       A `WidthChoice`; from the cache when this exact table was measured before.
@@ -223,7 +265,7 @@ def choose_multiple(model, masks, batch_size: Optional[int] = None,
       ValueError: a bad candidate or count, and what `eb_tf.prune` raises.
     """
     return _choose(model, masks, batch_size, policy, cache_dir, candidates, rounds, steps,
-                   warmup, budget_seconds, per_layer)[0]
+                   warmup, budget_seconds, per_layer, max_flops_growth)[0]
 
 
 def _candidate(key: str):
@@ -232,7 +274,8 @@ def _candidate(key: str):
 
 
 def _choose(model, masks, batch_size=None, policy=None, cache_dir=None,
-            candidates=CANDIDATES, rounds=5, steps=3, warmup=2, budget=None, per_layer=True):
+            candidates=CANDIDATES, rounds=5, steps=3, warmup=2, budget=None, per_layer=True,
+            growth=MAX_FLOPS_GROWTH):
     """(`choose_multiple`'s choice, {candidate: (rounded masks, rounding's warnings)})."""
     where = "eb_tf.pipeline.widths.choose_multiple"
     k = check_model(model, where)
@@ -241,14 +284,15 @@ def _choose(model, masks, batch_size=None, policy=None, cache_dir=None,
     for name, value in (("rounds", rounds), ("steps", steps), ("warmup", warmup)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{where}: {name}={value!r} must be an int >= 1")
+    growth = check_flops_growth(growth, where)
     batch_size = 128 if batch_size is None else int(batch_size)
     policy = policy or k.mixed_precision.global_policy().name
     device = device_descriptor()
     rounded = _rounded(model, masks, sorted(set(candidates)))
     widths = {m: [int(v.sum()) for v in r.values()] for m, (r, _) in rounded.items()}
     folder = cache_dir or cache.cache_path("widths")
-    path = os.path.join(folder, _key(model, widths, policy, batch_size, device, per_layer)
-                        + ".json")
+    path = os.path.join(folder, _key(model, widths, policy, batch_size, device, per_layer,
+                                     growth) + ".json")
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             table = json.load(f)
@@ -260,17 +304,20 @@ def _choose(model, masks, batch_size=None, policy=None, cache_dir=None,
         flops = ({_candidate(k): v for k, v in table["flops"].items()} if "flops" in table
                  else {m: int(flops_lib.count_flops(t).total)
                        for m, t in _pruned(model, rounded).items()})
-        return (WidthChoice(_pick(ms, flops), ms, flops, device, policy, batch_size, True,
-                            layer=layer), rounded)
+        return (WidthChoice(_pick(ms, flops, growth), ms, flops, device, policy, batch_size,
+                            True, layer=layer, max_flops_growth=growth), rounded)
     start = time.perf_counter()
     prior = _prior(folder, device, policy, batch_size) if budget is not None else None
     if prior is not None and prior[1] is not None and prior[1] * len(rounded) > budget:
         return _from_prior(model, masks, prior[0], rounded, device, policy, batch_size,
-                           start, budget), rounded        # tracing would not fit: no pruning
-    layer = _layer_candidate(model, rounded, batch_size, policy, folder, device, start,
-                             budget) if per_layer and 1 in rounded and len(rounded) > 1 \
-        else None
+                           start, budget, growth), rounded  # tracing would not fit
     tickets = _pruned(model, rounded)
+    layer = _layer_candidate(model, rounded, batch_size, policy, folder, device, start,
+                             budget, growth) if per_layer and 1 in rounded and len(rounded) > 1 \
+        else None
+    if LAYER in rounded:
+        tickets[LAYER] = bn_kernel.unfuse(_pruned(model, {LAYER: rounded[LAYER]})[LAYER],
+                                          layer.get("unfused", ()))
     flops = {m: int(flops_lib.count_flops(t).total) for m, t in tickets.items()}
     stats = {}
     left = None if budget is None else budget - (time.perf_counter() - start)
@@ -278,44 +325,51 @@ def _choose(model, masks, batch_size=None, policy=None, cache_dir=None,
     if ms is None:                              # over budget: the prior, not cached
         if prior is not None:
             return _from_prior(model, masks, prior[0], rounded, device, policy, batch_size,
-                               start, budget, flops), rounded
+                               start, budget, growth, flops), rounded
         # No prior on this device yet: one round, the cheapest measurement, which then
         # serves as the prior of later draws here.
         ms = step_timing.time_rounds(tickets, policy, batch_size, 1, steps, warmup, stats=stats)
-    choice = WidthChoice(_pick(ms, flops), ms, flops, device, policy, batch_size, False,
+    choice = WidthChoice(_pick(ms, flops, growth), ms, flops, device, policy, batch_size, False,
                          time.perf_counter() - start, budget_seconds=budget,
-                         trace_seconds=stats.get("trace_seconds"), layer=layer)
+                         trace_seconds=stats.get("trace_seconds"), layer=layer,
+                         max_flops_growth=growth)
     os.makedirs(folder, exist_ok=True)
     io_utils.atomic_write_json(path, choice.as_dict())
     return choice, rounded
 
 
-def _layer_candidate(model, rounded, batch_size, policy, folder, device, start, budget):
+def _layer_candidate(model, rounded, batch_size, policy, folder, device, start, budget,
+                     growth):
     """Adds the per-space candidate to `rounded` when its widths are new; its search's
     record (None when it ran out of its share of the budget)."""
     deadline = None if budget is None else start + LAYER_SHARE * budget
     found = layer_widths.choose_layer_widths(
         model, {m: r for m, (r, _) in rounded.items()}, batch_size, policy, folder, device,
-        deadline)
+        deadline, growth)
     if found is None:
         return None
     widths = [int(v.sum()) for v in found.masks.values()]
-    if all([int(v.sum()) for v in r.values()] != widths for r, _ in rounded.values()):
-        rounded[LAYER] = (found.masks, [])
+    if found.unfused or all([int(v.sum()) for v in r.values()] != widths
+                            for r, _ in rounded.values()):
+        rounded[LAYER] = (found.masks, [])      # new widths, or BN kernels of its own
     return found.as_dict()
 
 
 def _from_prior(model, masks, prior, rounded, device, policy, batch_size, start, budget,
-                flops=None) -> WidthChoice:
-    """The unmeasured choice of the prior (its FLOPs counted on its ticket alone)."""
+                growth, flops=None) -> WidthChoice:
+    """The unmeasured choice of the prior (FLOPs counted on its ticket and the exact one
+    alone), or the exact mask where the prior's ticket is over the FLOPs limit."""
     multiple = _same_widths(model, masks, prior, rounded)
-    if flops is None or multiple not in flops:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            flops = {multiple: int(flops_lib.count_flops(
-                prune(model, rounded[multiple][0])).total)}
+    flops = dict(flops or {})
+    for m in {multiple, 1} & set(rounded) if growth is not None else {multiple}:
+        if m not in flops:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                flops[m] = int(flops_lib.count_flops(prune(model, rounded[m][0])).total)
+    if not _allowed(multiple, flops, growth):
+        multiple = 1
     return WidthChoice(multiple, {}, flops, device, policy, batch_size, False,
-                       time.perf_counter() - start, "prior", budget)
+                       time.perf_counter() - start, "prior", budget, max_flops_growth=growth)
 
 
 def _chosen_masks(choice, rounded):
@@ -326,8 +380,14 @@ def _chosen_masks(choice, rounded):
     return masks
 
 
-def _pick(ms, flops) -> int:
-    medians = {m: float(np.median(v)) for m, v in ms.items()}
+def _allowed(m, flops, growth) -> bool:
+    """Whether candidate `m` is within `growth` x the exact ticket's FLOPs (no exact
+    ticket among the candidates, or no limit: always)."""
+    return growth is None or m == 1 or 1 not in flops or flops[m] <= growth * flops[1]
+
+
+def _pick(ms, flops, growth=None) -> int:
+    medians = {m: float(np.median(v)) for m, v in ms.items() if _allowed(m, flops, growth)}
     best = min(medians.values())
     tied = [m for m in medians if medians[m] <= best * (1 + TIE)]
     return min(tied, key=lambda m: (flops[m], str(m)))
@@ -335,7 +395,8 @@ def _pick(ms, flops) -> int:
 
 def round_masks(model, masks, multiple: Union[int, str] = "auto",
                 batch_size: Optional[int] = None, policy: Optional[str] = None,
-                cache_dir: Optional[str] = None) -> Dict[str, np.ndarray]:
+                cache_dir: Optional[str] = None,
+                max_flops_growth: Optional[float] = MAX_FLOPS_GROWTH) -> Dict[str, np.ndarray]:
     """`eb_tf.pruning.round_masks`, with `multiple="auto"` measured on this device.
 
     Args:
@@ -343,7 +404,7 @@ def round_masks(model, masks, multiple: Union[int, str] = "auto",
       masks: {BN key: bool array}.
       multiple: "auto" (the fastest of `CANDIDATES` here: `choose_multiple`), "none"
         (the masks as they are) or an int >= 1.
-      batch_size, policy, cache_dir: for "auto", see `choose_multiple`.
+      batch_size, policy, cache_dir, max_flops_growth: for "auto", see `choose_multiple`.
 
     Example:
 
@@ -351,7 +412,8 @@ def round_masks(model, masks, multiple: Union[int, str] = "auto",
     """
     multiple = check_round_multiple(multiple, "eb_tf.round_masks")
     if multiple == "auto":
-        return _chosen_masks(*_choose(model, masks, batch_size, policy, cache_dir))
+        return _chosen_masks(*_choose(model, masks, batch_size, policy, cache_dir,
+                                      growth=max_flops_growth))
     return rounding.round_masks(model, masks, "none" if multiple == 1 else multiple)
 
 
@@ -374,6 +436,7 @@ def for_run(cfg, model, masks, budget_seconds: Optional[float] = None):
     if multiple == "auto":
         policy = POLICIES.get(cfg.retrain_precision, "float32")
         choice, rounded = _choose(model, masks, batch_size=cfg.batch_size, policy=policy,
-                                  budget=budget_seconds)
+                                  budget=budget_seconds,
+                                  growth=cfg.round_max_flops_growth or None)
         return _chosen_masks(choice, rounded), choice
     return rounding.round_masks(model, masks, "none" if multiple == 1 else multiple), None

@@ -41,6 +41,7 @@ import numpy as np
 
 from eb_tf.compat import (BN_CLASSES, CustomScaleLayer, Keras3CustomScaleLayer, keras,
                           keras3, layer_classes)
+from eb_tf.pruning.bn_kernel import UnfusedBatchNormalization
 from eb_tf.pruning.channel_select import ChannelSelect, Keras3ChannelSelect
 
 __all__ = ["Handler", "REGISTRY", "KINDS", "register", "supported_types", "slice_weights",
@@ -130,7 +131,8 @@ for _c in (keras3.layers.DepthwiseConv1D, keras3.layers.DepthwiseConv2D):
                          stateful=True))
 _BN = Handler("unary", const="bn", stateful=True, channel_weights=(
     ("gamma", 0), ("beta", 0), ("moving_mean", 0), ("moving_variance", 0)))
-for _c in (L.BatchNormalization, L.experimental.SyncBatchNormalization) + BN_CLASSES:
+for _c in (L.BatchNormalization, L.experimental.SyncBatchNormalization,
+           UnfusedBatchNormalization) + BN_CLASSES:
     register(_c, _BN)
 
 

@@ -25,6 +25,7 @@ from eb_tf.compat import keras
 from eb_tf.export.litert import measure_latency
 from eb_tf.export.tflite import export_tflite
 from eb_tf.pipeline import costs, schedules, trainer, widths
+from eb_tf.pruning import bn_kernel
 from eb_tf.pruning.flops import count_flops, count_params
 from eb_tf.pruning.pruner import prune
 from eb_tf.quantization import precision
@@ -67,8 +68,8 @@ def draw(run: tuning_search.SearchRun, ratio: float, threshold: float,
     dense.load_weights(tuning_search.weights_path(run.folder, t))
     float_model = precision.strip_precision(dense)
     masks = mask_at(run.folder, ratio, t)
-    masks = widths.for_run(run.cfg, float_model, masks)[0]
-    pruned = prune(float_model, masks)
+    masks, choice = widths.for_run(run.cfg, float_model, masks)
+    pruned = bn_kernel.unfuse(prune(float_model, masks), choice.unfused if choice else ())
     return pruned, {"epoch": t, "found": bool(entry["found"]),
                     "flops": int(count_flops(pruned).total),
                     "params": int(count_params(pruned).total),

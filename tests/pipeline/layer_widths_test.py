@@ -9,7 +9,8 @@ import pytest
 
 import eb_tf
 from eb_tf.compat import keras, keras3
-from eb_tf.pipeline import layer_widths, step_timing, widths
+from eb_tf.pipeline import layer_latency, layer_widths, step_timing, widths
+from eb_tf.pruning import bn_kernel
 from eb_tf.pruning import plan as channel_plan
 from eb_tf.pruning import rounding, testing
 from tests import pruning_testlib
@@ -53,15 +54,18 @@ def test_compose_gives_each_space_the_widths_of_its_candidate():
         layer_widths.compose(model, rounded, [1, 8])
 
 
-def _fake_times(monkeypatch, cost, bn_free=False):
-    """Fake layer times `cost(name, cin, cout)` (0 for the BNs with `bn_free`)."""
+def _fake_times(monkeypatch, cost, bn_free=False, unfused_cost=None):
+    """Fake layer times `cost(name, cin, cout)` (0 for the BNs with `bn_free`); a BN's
+    unfused kernel costs `unfused_cost(name, width)` (default: as fused)."""
     calls = []
 
-    def fake(op, cin, cout, batch, policy):
-        calls.append((op.layer.name, op.kind, cin, cout))
+    def fake(op, cin, cout, batch, policy, unfused=False):
+        calls.append((op.layer.name, op.kind, cin, cout, unfused))
+        if unfused and unfused_cost is not None:
+            return float(unfused_cost(op.layer.name, cin))
         return 0.0 if bn_free and op.kind != "producer" else float(cost(op.layer.name, cin,
                                                                          cout))
-    monkeypatch.setattr(layer_widths, "_time_layer", fake)
+    monkeypatch.setattr(layer_latency, "time_layer", fake)
     return calls
 
 
@@ -168,7 +172,7 @@ def test_auto_times_the_per_layer_ticket_and_its_cached_choice_gives_the_same_ma
     assert record["uniform_multiple"] in widths.CANDIDATES and "layer" in record["median_ms"]
     first = eb_tf.round_masks(model, masks, batch_size=8, cache_dir=str(tmp_path))
     monkeypatch.setattr(step_timing, "time_rounds", lambda *a, **k: pytest.fail("cached"))
-    monkeypatch.setattr(layer_widths, "_time_layer", lambda *a: pytest.fail("cached"))
+    monkeypatch.setattr(layer_latency, "time_layer", lambda *a: pytest.fail("cached"))
     again = widths.choose_multiple(model, masks, batch_size=8, cache_dir=str(tmp_path))
     assert again.cached and again.multiple == choice.multiple and again.ms == choice.ms
     second = eb_tf.round_masks(model, masks, batch_size=8, cache_dir=str(tmp_path))
@@ -176,3 +180,65 @@ def test_auto_times_the_per_layer_ticket_and_its_cached_choice_gives_the_same_ma
     if choice.multiple == widths.LAYER:
         composed = layer_widths.compose(model, rounded, choice.layer["assignment"])
         assert all(np.array_equal(first[key], composed[key]) for key in masks)
+
+
+def _assignment_cost(model, rounded, assignment, cost):
+    """(summed producer cost, true FLOPs) of the composed ticket of `assignment`."""
+    composed = layer_widths.compose(model, rounded, list(assignment))
+    plan = channel_plan.analyze(model, composed)
+    total = sum(cost(op.layer.name, int(plan.p_in[(op.index, 0)].size),
+                     int(plan.phys[op.outputs[0]].size))
+                for op, h in zip(plan.graph.ops, plan.handlers) if h.kind == "producer")
+    return total, eb_tf.count_flops(eb_tf.prune(model, composed)).total
+
+
+def test_under_a_flops_limit_the_search_stays_within_it(tmp_path, monkeypatch):
+    model, masks = _chain()
+    rounded = _rounded(model, masks)
+    odd_slow = lambda name, cin, cout: cout * (1.0 if cout % 8 == 0 else 2.5)
+    _fake_times(monkeypatch, odd_slow, bn_free=True)
+    n = len(layer_widths.spaces(model, masks))
+    every = {a: _assignment_cost(model, rounded, a, odd_slow)
+             for a in itertools.product(sorted(rounded), repeat=n)}
+    exact = every[(1,) * n][1]
+    free = layer_widths.choose_layer_widths(model, rounded, 8, "float32", str(tmp_path), DEVICE)
+    assert free.flops is None and every[tuple(free.assignment)][1] > 1.1 * exact
+    for growth in (1.0, 1.1, 1.25, 100.0):
+        choice = layer_widths.choose_layer_widths(model, rounded, 8, "float32", str(tmp_path),
+                                                  DEVICE, max_flops_growth=growth)
+        cost, flops = every[tuple(choice.assignment)]
+        assert choice.flops == flops <= growth * exact, growth    # a conv chain: exact estimate
+        assert choice.predicted_ms == pytest.approx(cost)
+        feasible = [c for c, f in every.values() if f <= growth * exact]
+        uniform = [every[(m,) * n] for m in rounded]
+        assert min(feasible) <= cost <= min(c for c, f in uniform if f <= growth * exact)
+        if growth == 100.0:
+            assert choice.assignment == free.assignment
+    # 1.25x allows the rounding of one space (1.2x), the best assignment within it
+    limited = layer_widths.choose_layer_widths(model, rounded, 8, "float32", str(tmp_path),
+                                               DEVICE, max_flops_growth=1.25)
+    assert every[tuple(limited.assignment)][0] == min(
+        c for c, f in every.values() if f <= 1.25 * exact)
+    assert every[tuple(limited.assignment)][0] < every[(1,) * n][0]
+
+
+def test_a_bn_left_at_an_odd_width_runs_unfused_where_that_is_faster(tmp_path, monkeypatch):
+    model, masks = _chain()
+    rounded = _rounded(model, masks)
+    # BNs: fused 10 ms off multiples of 8 and 1 ms on them, unfused 3 ms at any width.
+    bn = lambda name, cin, cout: (1.0 if cin % 8 == 0 else 10.0) if name.startswith("bn") \
+        else cin * cout * 1e-3
+    calls = _fake_times(monkeypatch, bn, unfused_cost=lambda name, width: 3.0)
+    choice = layer_widths.choose_layer_widths(model, rounded, 8, "float32", str(tmp_path),
+                                              DEVICE, max_flops_growth=1.0)
+    assert choice.assignment == [1] * len(choice.assignment)     # no FLOPs to spend
+    kept = {key: int(m.sum()) for key, m in masks.items()}
+    assert choice.unfused == sorted(k for k, n in kept.items() if n % 8)
+    assert choice.unfused and choice.as_dict()["unfused"] == choice.unfused
+    assert any(c[4] for c in calls) and all(c[1] == "bn" for c in calls if c[4])
+    ticket = bn_kernel.unfuse(eb_tf.prune(model, choice.masks), choice.unfused)
+    unfused = {l.name for l in ticket.layers
+               if isinstance(l, bn_kernel.UnfusedBatchNormalization) and l.fused is False}
+    assert unfused == set(choice.unfused)
+    x = pruning_testlib.data(model)
+    pruning_testlib.assert_exact(eb_tf.apply_masks(model, choice.masks), ticket, x)

@@ -59,7 +59,8 @@ def test_choose_multiple_measures_each_distinct_ticket_then_reads_the_cache(tmp_
 def test_the_choice_from_a_table_is_deterministic_and_ties_go_to_fewer_flops(tmp_path):
     model, masks = _chain()
     first = widths.choose_multiple(model, masks, batch_size=8, cache_dir=str(tmp_path),
-                                   rounds=1, steps=1, warmup=1, per_layer=False)
+                                   rounds=1, steps=1, warmup=1, per_layer=False,
+                                   max_flops_growth=None)
     path = os.path.join(tmp_path, os.listdir(tmp_path)[0])
     for table, expect in (({1: [10.0], 8: [5.0], 16: [9.0], 32: [9.0]}, 8),
                           ({1: [10.0, 10.2, 9.9], 8: [10.1, 10.0, 10.3], 16: [20.0] * 3,
@@ -68,9 +69,41 @@ def test_the_choice_from_a_table_is_deterministic_and_ties_go_to_fewer_flops(tmp
         with open(path, "w", encoding="utf-8") as f:
             json.dump({"ms_rounds": {str(k): v for k, v in table.items()}}, f)
         choices = {widths.choose_multiple(model, masks, batch_size=8, cache_dir=str(tmp_path),
-                                          per_layer=False).multiple for _ in range(3)}
+                                          per_layer=False, max_flops_growth=None).multiple
+                   for _ in range(3)}
         assert choices == {expect}, table
     assert first.multiple in (1, 8, 16, 32)
+
+
+def test_the_flops_limit_rules_out_inflated_tickets_and_reports_them(tmp_path):
+    from eb_tf.pipeline import run_report  # pylint: disable=import-outside-toplevel
+    model, masks = _chain()
+    first = widths.choose_multiple(model, masks, batch_size=8, cache_dir=str(tmp_path),
+                                   rounds=1, steps=1, warmup=1, per_layer=False)
+    assert first.max_flops_growth == widths.MAX_FLOPS_GROWTH == 1.25
+    path = os.path.join(tmp_path, _tables(tmp_path)[0])
+    record = json.load(open(path, encoding="utf-8"))
+    flops = {int(m): v for m, v in record["flops"].items()}
+    # exact widths (2, 12): every rounded ticket has over 1.25x its FLOPs
+    assert all(flops[m] > 1.25 * flops[1] for m in (8, 16, 32))
+    record["ms_rounds"] = {"1": [10.0], "8": [5.0], "16": [9.0], "32": [9.0]}
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(record, f)
+    limited = widths.choose_multiple(model, masks, batch_size=8, cache_dir=str(tmp_path),
+                                     per_layer=False)
+    assert (limited.multiple, limited.over_limit) == (1, [8, 16, 32])
+    assert limited.as_dict()["over_limit"] == ["8", "16", "32"]
+    assert limited.uniform_multiple == 1
+    lines = "\n".join(run_report._width_lines({"width_choice": limited.as_dict()}))
+    assert "| 8 (over the limit) | 5.0 |" in lines and "above 1.25x the exact" in lines
+    # A looser limit is another table (measured anew); with it x8 is eligible.
+    loose = widths.choose_multiple(model, masks, batch_size=8, cache_dir=str(tmp_path),
+                                   rounds=1, steps=1, warmup=1, per_layer=False,
+                                   max_flops_growth=100.0)
+    assert not loose.cached and loose.over_limit == [] and len(_tables(tmp_path)) == 2
+    with pytest.raises(ValueError, match=r"choose_multiple: max_flops_growth must be a number "
+                                         r">= 1 .* got 0.5"):
+        widths.choose_multiple(model, masks, max_flops_growth=0.5)
 
 
 def test_policy_and_batch_are_part_of_the_cache_key(tmp_path):
