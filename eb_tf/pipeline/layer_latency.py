@@ -9,8 +9,8 @@ has one) and weights: the median of `_ROUNDS` rounds of at least `_ROUND_SECONDS
 gather that keeps every channel costs 0 (`prune` drops it). A tf_keras BN is timed with
 both its kernels, fused and unfused (`eb_tf.pruning.bn_kernel`; the unfused one traced,
 as it runs in training), and costs the faster: oneDNN's fused one is slow off
-multiples of 8 (fp32) or 16 (bf16). Entries are measured when
-first asked for and cached per device, TensorFlow version, policy and batch in
+multiples of 8 (fp32) or 16 (bf16). Entries are measured when first asked for and
+cached per device, TensorFlow version, policy and batch in
 `<widths cache>/layers/<hash>.json`, so later draws on this machine measure only the
 pairs they have not seen. Eager times overstate small layers (call overhead), so the
 summed table ranks assignments; it does not predict the step.
@@ -166,8 +166,8 @@ class LatencyTable:
 
 def time_layer(op: TimedLayer, cin: int, cout: int, batch: int, policy: str,
                unfused: bool = False) -> float:
-    """Median ms of one layer's forward and gradients at (cin, cout), eager (a BN with
-    `unfused`: its unfused kernel)."""
+    """Median ms of one layer's forward and gradients at (cin, cout), eager; with
+    `unfused`, a BN's unfused kernel, traced."""
     if min(cin, cout) < 1 or (op.kind == "gather" and cin == cout):
         return 0.0                                   # nothing to gather: no ChannelSelect
     if op.kind == "gather":

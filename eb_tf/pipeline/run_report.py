@@ -235,9 +235,13 @@ def _width_lines(meta) -> List[str]:
     how = ("cached" if choice["cached"] else f"measured in {choice['seconds']:.1f} s") + \
         ("" if budget is None else f" of a {budget:.1f} s budget")
     if choice.get("source") == "prior":
+        unfused = choice.get("unfused") or []
         return [f"Widths: round_multiple = auto took x{choice['multiple']} unmeasured, the latest "
-                "choice measured on this device, policy and batch: tracing the candidates "
-                f"would exceed the {budget:.1f} s budget (a share of the predicted retrain).", ""]
+                "choice measured on this device, policy and batch (the exact mask where that "
+                "one's ticket is over the FLOPs limit): tracing the candidates would exceed the "
+                f"{budget:.1f} s budget (a share of the predicted retrain)."
+                + (f" {len(unfused)} BatchNormalizations off that multiple run unfused: "
+                   f"{', '.join(unfused)}." if unfused else ""), ""]
     chose = ("per-layer widths" if choice["multiple"] == "layer"
              else f"x{choice['multiple']}")
     lines = [f"Widths: round_multiple = auto chose {chose} on {choice['device']} "

@@ -94,6 +94,8 @@ class WidthChoice:
         assignment, predicted and uniform summed layer ms), None when it did not run.
       max_flops_growth: candidates with more than this many times the exact ticket's
         FLOPs were not eligible (None: no limit); they are measured and reported still.
+      off_multiple: from the prior: the BatchNormalizations of the chosen ticket whose
+        widths are no multiple of the prior's, which then run unfused.
     """
     multiple: Union[int, str]
     ms: Dict[int, List[float]]
@@ -108,6 +110,7 @@ class WidthChoice:
     trace_seconds: Optional[float] = None
     layer: Optional[dict] = None
     max_flops_growth: Optional[float] = None
+    off_multiple: List[str] = dataclasses.field(default_factory=list)
 
     @property
     def uniform_multiple(self) -> int:
@@ -120,9 +123,12 @@ class WidthChoice:
 
     @property
     def unfused(self) -> List[str]:
-        """The chosen ticket's BatchNormalizations that run unfused (per-layer widths
-        only; `eb_tf.pruning.bn_kernel.unfuse` them after `prune`)."""
-        return list((self.layer or {}).get("unfused", ())) if self.multiple == LAYER else []
+        """The chosen ticket's BatchNormalizations that run unfused: the per-layer
+        search's, or off the prior's multiple (`eb_tf.pruning.bn_kernel.unfuse` them
+        after `prune`)."""
+        if self.multiple == LAYER:
+            return list((self.layer or {}).get("unfused", ()))
+        return list(self.off_multiple)
 
     @property
     def median_ms(self) -> Dict[int, float]:
@@ -141,7 +147,7 @@ class WidthChoice:
                 "trace_seconds": self.trace_seconds, "layer": self.layer,
                 "uniform_multiple": self.uniform_multiple,
                 "max_flops_growth": self.max_flops_growth,
-                "over_limit": [str(m) for m in self.over_limit]}
+                "over_limit": [str(m) for m in self.over_limit], "unfused": self.unfused}
 
     @property
     def over_limit(self) -> List[Union[int, str]]:
@@ -358,18 +364,34 @@ def _layer_candidate(model, rounded, batch_size, policy, folder, device, start, 
 def _from_prior(model, masks, prior, rounded, device, policy, batch_size, start, budget,
                 growth, flops=None) -> WidthChoice:
     """The unmeasured choice of the prior (FLOPs counted on its ticket and the exact one
-    alone), or the exact mask where the prior's ticket is over the FLOPs limit."""
+    alone), or the exact mask where the prior's ticket is over the FLOPs limit; BNs the
+    chosen ticket leaves off the prior multiple run unfused (`_off_multiple`)."""
     multiple = _same_widths(model, masks, prior, rounded)
-    flops = dict(flops or {})
+    flops, tickets = dict(flops or {}), {}
+
+    def ticket(m):
+        if m not in tickets:
+            tickets[m] = _pruned(model, {m: rounded[m]})[m]
+        return tickets[m]
     for m in {multiple, 1} & set(rounded) if growth is not None else {multiple}:
         if m not in flops:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                flops[m] = int(flops_lib.count_flops(prune(model, rounded[m][0])).total)
+            flops[m] = int(flops_lib.count_flops(ticket(m)).total)
     if not _allowed(multiple, flops, growth):
         multiple = 1
     return WidthChoice(multiple, {}, flops, device, policy, batch_size, False,
-                       time.perf_counter() - start, "prior", budget, max_flops_growth=growth)
+                       time.perf_counter() - start, "prior", budget, max_flops_growth=growth,
+                       off_multiple=_off_multiple(ticket(multiple), prior))
+
+
+def _off_multiple(ticket, multiple: int) -> List[str]:
+    """The BatchNormalizations of `ticket` whose width is no multiple of `multiple` (the
+    device's measured prior), where oneDNN's fused kernel is slow: measured 2-3x slower
+    than the unfused one off multiples of 8 (fp32) or 16 (bf16), and the exact VGG-16
+    width 0.25 ticket stepped at 78 ms with them unfused against 99 ms fused."""
+    if multiple <= 1:
+        return []
+    return sorted(layer.name for layer in ticket.layers if bn_kernel.can_unfuse(layer)
+                  and int(layer.moving_mean.shape[-1]) % multiple)
 
 
 def _chosen_masks(choice, rounded):

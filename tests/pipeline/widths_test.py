@@ -197,6 +197,38 @@ def test_a_budget_shrinks_the_rounds_and_one_too_small_takes_the_prior(tmp_path)
     assert widths.retrain_budget(10, None, 0.5) is None
 
 
+def test_a_prior_over_the_flops_limit_gives_the_exact_mask_with_odd_bns_unfused(tmp_path):
+    from eb_tf.pruning import bn_kernel  # pylint: disable=import-outside-toplevel
+    model, masks = _chain()
+    first = widths.choose_multiple(model, masks, batch_size=8, cache_dir=str(tmp_path),
+                                   rounds=1, steps=1, warmup=1, per_layer=False,
+                                   max_flops_growth=None)
+    path = os.path.join(tmp_path, _tables(tmp_path)[0])
+    record = json.load(open(path, encoding="utf-8"))
+    record.update(multiple=8, uniform_multiple=8)        # the device's prior: x8
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(record, f)
+    # Too small a budget to trace: the prior x8 (widths 8, 16) is over 1.25x the exact
+    # ticket's FLOPs (widths 2, 12), so the exact mask, its BNs off x8 unfused.
+    prior = widths.choose_multiple(model, masks, batch_size=8, cache_dir=str(tmp_path),
+                                   budget_seconds=1e-3)
+    assert (prior.source, prior.multiple) == ("prior", 1) and prior.flops[8] > 1.25 * \
+        prior.flops[1] == 1.25 * first.flops[1]
+    kept = {key: int(m.sum()) for key, m in masks.items()}
+    assert prior.unfused == sorted(k for k, n in kept.items() if n % 8) == ["bn0", "bn1"]
+    assert prior.as_dict()["unfused"] == prior.unfused
+    from eb_tf.pipeline import run_report  # pylint: disable=import-outside-toplevel
+    line = run_report._width_lines({"width_choice": prior.as_dict()})[0]
+    assert "took x1 unmeasured" in line and "2 BatchNormalizations off that multiple" in line
+    ticket = bn_kernel.unfuse(eb_tf.prune(model, masks), prior.unfused)
+    assert {l.name for l in ticket.layers
+            if isinstance(l, bn_kernel.UnfusedBatchNormalization)} == {"bn0", "bn1"}
+    # Without the limit the prior's x8 is taken, aligned: nothing to unfuse.
+    loose = widths.choose_multiple(model, masks, batch_size=8, cache_dir=str(tmp_path),
+                                   budget_seconds=1e-3, max_flops_growth=None)
+    assert (loose.multiple, loose.unfused) == (8, [])
+
+
 def test_has_bf16_reads_the_device_flags():
     assert widths.has_bf16("cpu:Xeon [avx2 avx512f avx512_bf16] x2")
     assert widths.has_bf16("cpu:Xeon [amx_bf16] x2") and widths.has_bf16("gpu:H100 x1")
