@@ -114,12 +114,13 @@ class WidthChoice:
 
     @property
     def uniform_multiple(self) -> int:
-        """The fastest candidate with one multiple for every space (the prior of later
-        draws: per-space widths belong to one model)."""
+        """The fastest candidate with one multiple for every space, within the FLOPs
+        limit or not: this device's preference, the prior of later draws (per-space
+        widths belong to one model; the limit is applied to the model drawn then)."""
         uniform = {m: v for m, v in self.ms.items() if m != LAYER}
         if not uniform:
             return self.multiple
-        return _pick(uniform, self.flops, self.max_flops_growth)
+        return _pick(uniform, self.flops)
 
     @property
     def unfused(self) -> List[str]:
