@@ -232,10 +232,19 @@ def _prior(folder, device, policy, batch_size) -> Optional[tuple]:
             continue
         if (table.get("device"), table.get("policy"), table.get("batch_size"),
                 table.get("source", "measured")) == (device, policy, batch_size, "measured"):
-            tables.append((os.path.getmtime(path), name,
-                           int(table.get("uniform_multiple", table["multiple"])),
+            tables.append((os.path.getmtime(path), name, _fastest_uniform(table),
                            table.get("trace_seconds")))
     return max(tables)[2:] if tables else None
+
+
+def _fastest_uniform(table) -> int:
+    """The fastest uniform multiple of a stored table, from its rounds (the limit it was
+    chosen under aside), else as it was recorded."""
+    ms = {_candidate(k): v for k, v in table.get("ms_rounds", {}).items() if k != LAYER}
+    flops = {_candidate(k): v for k, v in table.get("flops", {}).items()}
+    if ms and set(ms) <= set(flops):
+        return int(_pick(ms, flops))
+    return int(table.get("uniform_multiple", table["multiple"]))
 
 
 def choose_multiple(model, masks, batch_size: Optional[int] = None,
