@@ -38,7 +38,6 @@ Example:
     masks, choice = widths.for_run(cfg, model, masks)        # what a draw does
     ticket = bn_kernel.unfuse(eb_tf.prune(model, masks), choice.unfused)
 """
-import dataclasses
 import hashlib
 import json
 import os
@@ -53,6 +52,8 @@ from eb_tf.compat import check_model, tf
 from eb_tf.data import cache
 from eb_tf.pipeline import layer_widths, step_timing
 from eb_tf.pipeline.device import device_descriptor, has_bf16
+from eb_tf.pipeline.width_choice import (LAYER, MAX_FLOPS_GROWTH, TIE, WidthChoice, allowed,
+                                         candidate, check_flops_growth, pick)
 from eb_tf.pruning import bn_kernel
 from eb_tf.pruning import flops as flops_lib
 from eb_tf.pruning import rounding
@@ -64,96 +65,8 @@ __all__ = ["CANDIDATES", "LAYER", "TIE", "BUDGET_FRACTION", "LAYER_SHARE", "MAX_
            "check_round_multiple", "check_flops_growth", "for_run", "retrain_budget"]
 
 CANDIDATES = (1, 8, 16, 32)
-TIE = 0.03             # medians within 3% are a tie: fewer FLOPs wins
 BUDGET_FRACTION = 0.05  # a draw measures for at most 5% of the retrain it speeds up
-LAYER = "layer"        # the candidate of per-space widths (`eb_tf.pipeline.layer_widths`)
 LAYER_SHARE = 0.4      # of a budget, what the per-layer latency table may take
-MAX_FLOPS_GROWTH = 1.25  # a rounded ticket keeps at most 1.25x the exact ticket's FLOPs
-
-
-
-@dataclasses.dataclass(frozen=True)
-class WidthChoice:
-    """What `choose_multiple` measured and chose.
-
-    Attributes:
-      multiple: the chosen width multiple (1 = the exact mask), or `LAYER`: per-space
-        multiples (`layer`).
-      ms: {candidate: ms per step of each round}.
-      flops: {candidate: ticket FLOPs per sample}.
-      device, policy, batch_size: what was measured on.
-      cached: read from the cache (nothing measured).
-      seconds: time spent measuring (0 when cached).
-      source: "measured" (here, now or cached) or "prior" (over budget: the latest
-        measured choice on this device, policy and batch).
-      budget_seconds: the measurement's budget (None: unlimited).
-      trace_seconds: seconds to build and trace one candidate's step (measured ones):
-        a later draw's prior tells from it, before pruning anything, whether tracing
-        would fit its budget.
-      layer: the per-layer search (`layer_widths.LayerChoice.as_dict()`: the per-space
-        assignment, predicted and uniform summed layer ms), None when it did not run.
-      max_flops_growth: candidates with more than this many times the exact ticket's
-        FLOPs were not eligible (None: no limit); they are measured and reported still.
-      off_multiple: from the prior: the BatchNormalizations of the chosen ticket whose
-        widths are no multiple of the prior's, which then run unfused.
-    """
-    multiple: Union[int, str]
-    ms: Dict[int, List[float]]
-    flops: Dict[int, int]
-    device: str
-    policy: str
-    batch_size: int
-    cached: bool = False
-    seconds: float = 0.0
-    source: str = "measured"
-    budget_seconds: Optional[float] = None
-    trace_seconds: Optional[float] = None
-    layer: Optional[dict] = None
-    max_flops_growth: Optional[float] = None
-    off_multiple: List[str] = dataclasses.field(default_factory=list)
-
-    @property
-    def uniform_multiple(self) -> int:
-        """The fastest candidate with one multiple for every space, within the FLOPs
-        limit or not: this device's preference, the prior of later draws (per-space
-        widths belong to one model; the limit is applied to the model drawn then)."""
-        uniform = {m: v for m, v in self.ms.items() if m != LAYER}
-        if not uniform:
-            return self.multiple
-        return _pick(uniform, self.flops)
-
-    @property
-    def unfused(self) -> List[str]:
-        """The chosen ticket's BatchNormalizations that run unfused: the per-layer
-        search's, or off the prior's multiple (`eb_tf.pruning.bn_kernel.unfuse` them
-        after `prune`)."""
-        if self.multiple == LAYER:
-            return list((self.layer or {}).get("unfused", ()))
-        return list(self.off_multiple)
-
-    @property
-    def median_ms(self) -> Dict[int, float]:
-        """{candidate: median ms per step over the rounds}."""
-        return {m: float(np.median(v)) for m, v in self.ms.items()}
-
-    def as_dict(self) -> dict:
-        """JSON-ready: the choice, per-candidate medians, rounds and FLOPs."""
-        return {"multiple": self.multiple,
-                "median_ms": {str(m): v for m, v in self.median_ms.items()},
-                "ms_rounds": {str(m): v for m, v in self.ms.items()},
-                "flops": {str(m): v for m, v in self.flops.items()}, "device": self.device,
-                "policy": self.policy, "batch_size": self.batch_size,
-                "cached": self.cached, "seconds": round(self.seconds, 3),
-                "source": self.source, "budget_seconds": self.budget_seconds,
-                "trace_seconds": self.trace_seconds, "layer": self.layer,
-                "uniform_multiple": self.uniform_multiple,
-                "max_flops_growth": self.max_flops_growth,
-                "over_limit": [str(m) for m in self.over_limit], "unfused": self.unfused}
-
-    @property
-    def over_limit(self) -> List[Union[int, str]]:
-        """The measured candidates that `max_flops_growth` ruled out."""
-        return [m for m in self.ms if not _allowed(m, self.flops, self.max_flops_growth)]
 
 
 def check_round_multiple(value, where: str = "round_multiple") -> Union[int, str]:
@@ -164,17 +77,6 @@ def check_round_multiple(value, where: str = "round_multiple") -> Union[int, str
         raise ValueError(f"{where}: multiple must be 'auto', 'none' or an int >= 1, got "
                          f"{value!r}")
     return int(value)
-
-
-def check_flops_growth(value, where: str = "max_flops_growth") -> Optional[float]:
-    """`value` as a float >= 1, or None (no limit); a ValueError names it otherwise."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or \
-            not value >= 1:
-        raise ValueError(f"{where}: max_flops_growth must be a number >= 1 (the ticket's "
-                         f"FLOPs over the exact mask's) or None for no limit, got {value!r}")
-    return float(value)
 
 
 def _key(model, widths, policy, batch_size, device, per_layer, growth) -> str:
@@ -240,10 +142,10 @@ def _prior(folder, device, policy, batch_size) -> Optional[tuple]:
 def _fastest_uniform(table) -> int:
     """The fastest uniform multiple of a stored table, from its rounds (the limit it was
     chosen under aside), else as it was recorded."""
-    ms = {_candidate(k): v for k, v in table.get("ms_rounds", {}).items() if k != LAYER}
-    flops = {_candidate(k): v for k, v in table.get("flops", {}).items()}
+    ms = {candidate(k): v for k, v in table.get("ms_rounds", {}).items() if k != LAYER}
+    flops = {candidate(k): v for k, v in table.get("flops", {}).items()}
     if ms and set(ms) <= set(flops):
-        return int(_pick(ms, flops))
+        return int(pick(ms, flops))
     return int(table.get("uniform_multiple", table["multiple"]))
 
 
@@ -284,11 +186,6 @@ def choose_multiple(model, masks, batch_size: Optional[int] = None,
                    warmup, budget_seconds, per_layer, max_flops_growth)[0]
 
 
-def _candidate(key: str):
-    """A candidate from its JSON key: an int multiple, or `LAYER`."""
-    return key if key == LAYER else int(key)
-
-
 def _choose(model, masks, batch_size=None, policy=None, cache_dir=None,
             candidates=CANDIDATES, rounds=5, steps=3, warmup=2, budget=None, per_layer=True,
             growth=MAX_FLOPS_GROWTH):
@@ -312,15 +209,15 @@ def _choose(model, masks, batch_size=None, policy=None, cache_dir=None,
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             table = json.load(f)
-        ms = {_candidate(k): v for k, v in table["ms_rounds"].items()}
+        ms = {candidate(k): v for k, v in table["ms_rounds"].items()}
         layer = table.get("layer")
         if LAYER in ms:                             # the same per-space widths again
             rounded[LAYER] = (layer_widths.compose(
                 model, {m: r for m, (r, _) in rounded.items()}, layer["assignment"]), [])
-        flops = ({_candidate(k): v for k, v in table["flops"].items()} if "flops" in table
+        flops = ({candidate(k): v for k, v in table["flops"].items()} if "flops" in table
                  else {m: int(flops_lib.count_flops(t).total)
                        for m, t in _pruned(model, rounded).items()})
-        return (WidthChoice(_pick(ms, flops, growth), ms, flops, device, policy, batch_size,
+        return (WidthChoice(pick(ms, flops, growth), ms, flops, device, policy, batch_size,
                             True, layer=layer, max_flops_growth=growth), rounded)
     start = time.perf_counter()
     prior = _prior(folder, device, policy, batch_size) if budget is not None else None
@@ -345,7 +242,7 @@ def _choose(model, masks, batch_size=None, policy=None, cache_dir=None,
         # No prior on this device yet: one round, the cheapest measurement, which then
         # serves as the prior of later draws here.
         ms = step_timing.time_rounds(tickets, policy, batch_size, 1, steps, warmup, stats=stats)
-    choice = WidthChoice(_pick(ms, flops, growth), ms, flops, device, policy, batch_size, False,
+    choice = WidthChoice(pick(ms, flops, growth), ms, flops, device, policy, batch_size, False,
                          time.perf_counter() - start, budget_seconds=budget,
                          trace_seconds=stats.get("trace_seconds"), layer=layer,
                          max_flops_growth=growth)
@@ -386,7 +283,7 @@ def _from_prior(model, masks, prior, rounded, device, policy, batch_size, start,
     for m in {multiple, 1} & set(rounded) if growth is not None else {multiple}:
         if m not in flops:
             flops[m] = int(flops_lib.count_flops(ticket(m)).total)
-    if not _allowed(multiple, flops, growth):
+    if not allowed(multiple, flops, growth):
         multiple = 1
     return WidthChoice(multiple, {}, flops, device, policy, batch_size, False,
                        time.perf_counter() - start, "prior", budget, max_flops_growth=growth,
@@ -410,19 +307,6 @@ def _chosen_masks(choice, rounded):
     for w in caught:
         warnings.warn(w.message, w.category, stacklevel=3)
     return masks
-
-
-def _allowed(m, flops, growth) -> bool:
-    """Whether candidate `m` is within `growth` x the exact ticket's FLOPs (no exact
-    ticket among the candidates, or no limit: always)."""
-    return growth is None or m == 1 or 1 not in flops or flops[m] <= growth * flops[1]
-
-
-def _pick(ms, flops, growth=None) -> int:
-    medians = {m: float(np.median(v)) for m, v in ms.items() if _allowed(m, flops, growth)}
-    best = min(medians.values())
-    tied = [m for m in medians if medians[m] <= best * (1 + TIE)]
-    return min(tied, key=lambda m: (flops[m], str(m)))
 
 
 def round_masks(model, masks, multiple: Union[int, str] = "auto",

@@ -205,7 +205,7 @@ def test_a_prior_over_the_flops_limit_gives_the_exact_mask_with_odd_bns_unfused(
                                    max_flops_growth=None)
     path = os.path.join(tmp_path, _tables(tmp_path)[0])
     record = json.load(open(path, encoding="utf-8"))
-    record.update(multiple=8, uniform_multiple=8)        # the device's prior: x8
+    record["ms_rounds"] = {"1": [10.0], "8": [5.0], "16": [9.0], "32": [9.0]}   # prior: x8
     with open(path, "w", encoding="utf-8") as f:
         json.dump(record, f)
     # Too small a budget to trace: the prior x8 (widths 8, 16) is over 1.25x the exact
