@@ -57,8 +57,7 @@ def can_unfuse(layer) -> bool:
     no renorm, no virtual batches: those never fuse)."""
     if is_keras3(layer) or type(layer) is not keras.layers.BatchNormalization:
         return False
-    config = layer.get_config()
-    return not config.get("renorm") and not config.get("virtual_batch_size")
+    return not (layer.renorm or layer.virtual_batch_size or getattr(layer, "synchronized", False))
 
 
 def unfuse(model, names: Iterable[str]):

@@ -63,6 +63,7 @@ def test_only_tf_keras_bns_can_be_unfused_and_a_wrong_name_is_named():
     assert not bn_kernel.can_unfuse(model.get_layer("conv0"))
     assert not bn_kernel.can_unfuse(keras3.layers.BatchNormalization())
     assert not bn_kernel.can_unfuse(L.BatchNormalization(renorm=True))
+    assert not bn_kernel.can_unfuse(L.BatchNormalization(synchronized=True))
     with pytest.raises(ValueError, match=r"unfuse: 'conv0' is not a tf_keras BatchNormalization "
                                          r"of model 'model.*' whose kernel can be chosen"):
         bn_kernel.unfuse(model, ["conv0"])
