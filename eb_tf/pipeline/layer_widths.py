@@ -135,13 +135,15 @@ def _compose(plan, rounded, assignment, base):
     return out
 
 
-def _flops_model(model, exact, ops):
-    """Per-sample MACs of an assignment, estimated: the exact ticket's count, each timed
-    conv/dense layer scaled by its (input x output) width. Layers the table does not
-    time keep their exact-ticket MACs; `widths` counts the composed ticket for real."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")              # barriers: prune says it at the draw
-        counted = flops_lib.count_flops(prune(model, exact))
+def _flops_model(model, exact, ops, counted=None):
+    """Per-sample MACs of an assignment, estimated: the exact ticket's count (`counted`,
+    or pruned and counted here), each timed conv/dense layer scaled by its (input x
+    output) width. Layers the table does not time keep their exact-ticket MACs;
+    `widths` counts the composed ticket for real."""
+    if counted is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")          # barriers: prune says it at the draw
+            counted = flops_lib.count_flops(prune(model, exact))
     per_mac = {}
     for op in ops:
         macs = counted.per_layer.get(op.layer.name) if op.kind == "producer" else None
@@ -200,7 +202,8 @@ def choose_layer_widths(model, rounded: Dict[int, Dict[str, np.ndarray]],
                         batch_size: int = 128, policy: str = "float32",
                         cache_dir: Optional[str] = None, device: Optional[str] = None,
                         deadline: Optional[float] = None,
-                        max_flops_growth: Optional[float] = None) -> Optional[LayerChoice]:
+                        max_flops_growth: Optional[float] = None,
+                        exact_flops=None) -> Optional[LayerChoice]:
     """The per-space candidates that minimise the summed measured layer time.
 
     Args:
@@ -215,6 +218,8 @@ def choose_layer_widths(model, rounded: Dict[int, Dict[str, np.ndarray]],
         (the entries measured so far are kept for the next draw).
       max_flops_growth: the composed ticket may have at most this many times the exact
         ticket's FLOPs (estimated per layer; None: no limit).
+      exact_flops: `eb_tf.count_flops` of the exact ticket, when the caller has it
+        (None: pruned and counted here, under a limit).
 
     Returns:
       A `LayerChoice`, or None past the deadline or when no layer can be timed.
@@ -234,7 +239,7 @@ def choose_layer_widths(model, rounded: Dict[int, Dict[str, np.ndarray]],
     candidates = sorted(rounded)
     touching = {s: [op for op in ops if s in (op.in_space, op.out_space)]
                 for s in range(len(order))}
-    flops_of = _flops_model(model, rounded[1], ops) if max_flops_growth else None
+    flops_of = _flops_model(model, rounded[1], ops, exact_flops) if max_flops_growth else None
     limit = None if flops_of is None else max_flops_growth * flops_of([1] * len(order))
     try:
         uniform = {m: layer_latency.summed_ms(table, ops, [m] * len(order)) for m in candidates}

@@ -225,13 +225,15 @@ def _choose(model, masks, batch_size=None, policy=None, cache_dir=None,
         return _from_prior(model, masks, prior[0], rounded, device, policy, batch_size,
                            start, budget, growth), rounded  # tracing would not fit
     tickets = _pruned(model, rounded)
+    counted = {m: flops_lib.count_flops(t) for m, t in tickets.items()}
     layer = _layer_candidate(model, rounded, batch_size, policy, folder, device, start,
-                             budget, growth) if per_layer and 1 in rounded and len(rounded) > 1 \
-        else None
+                             budget, growth, counted) \
+        if per_layer and 1 in rounded and len(rounded) > 1 else None
     if LAYER in rounded:
         tickets[LAYER] = bn_kernel.unfuse(_pruned(model, {LAYER: rounded[LAYER]})[LAYER],
                                           layer.get("unfused", ()))
-    flops = {m: int(flops_lib.count_flops(t).total) for m, t in tickets.items()}
+        counted[LAYER] = flops_lib.count_flops(tickets[LAYER])
+    flops = {m: int(c.total) for m, c in counted.items()}
     stats = {}
     left = None if budget is None else budget - (time.perf_counter() - start)
     ms = step_timing.time_rounds(tickets, policy, batch_size, rounds, steps, warmup, left, stats)
@@ -252,13 +254,14 @@ def _choose(model, masks, batch_size=None, policy=None, cache_dir=None,
 
 
 def _layer_candidate(model, rounded, batch_size, policy, folder, device, start, budget,
-                     growth):
-    """Adds the per-space candidate to `rounded` when its widths are new; its search's
-    record (None when it ran out of its share of the budget)."""
+                     growth, counted):
+    """Adds the per-space candidate to `rounded` when its widths (or BN kernels) are new;
+    its search's record (None when it ran out of its share of the budget). `counted`:
+    the uniform tickets' FLOPs reports, the exact one's the search's FLOPs model."""
     deadline = None if budget is None else start + LAYER_SHARE * budget
     found = layer_widths.choose_layer_widths(
         model, {m: r for m, (r, _) in rounded.items()}, batch_size, policy, folder, device,
-        deadline, growth)
+        deadline, growth, exact_flops=counted.get(1))
     if found is None:
         return None
     widths = [int(v.sum()) for v in found.masks.values()]

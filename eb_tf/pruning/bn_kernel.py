@@ -29,6 +29,7 @@ Example:
 from typing import Iterable
 
 from eb_tf.compat import is_keras3, keras
+from eb_tf.sparsity import regularizers
 
 __all__ = ["UnfusedBatchNormalization", "can_unfuse", "unfuse"]
 
@@ -82,12 +83,13 @@ def unfuse(model, names: Iterable[str]):
                              f"BatchNormalization of model {model.name!r} whose kernel can "
                              "be chosen")
 
+    pairs = []
+
     def clone(layer):
         if isinstance(layer, keras.Model):
             return layer                     # nested: `names` are top-level layers only
         cls = UnfusedBatchNormalization if layer.name in names else layer.__class__
-        return cls.from_config(layer.get_config())
+        pairs.append((layer, cls.from_config(layer.get_config())))
+        return pairs[-1][1]
 
-    new = keras.models.clone_model(model, clone_function=clone)
-    new.set_weights(model.get_weights())
-    return new
+    return regularizers.clone_with_weights(model, clone, pairs)
